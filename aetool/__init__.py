@@ -1,0 +1,27 @@
+"""aetool: image restoration with convolutional and denoising autoencoders.
+
+    from aetool import denoise
+    clean = denoise(pil_image)            # blind: the noise level is estimated
+    clean = denoise(array, sigma=25)      # told the noise level (0-255 units)
+
+torch is imported only when a model runs, so `import aetool` and `aetool --help` stay fast.
+"""
+__version__ = "0.1.0"
+
+__all__ = ["denoise", "estimate_noise", "load_model", "__version__"]
+
+
+def __getattr__(name):
+    if name == "denoise":
+        from .api import denoise
+
+        return denoise
+    if name == "estimate_noise":
+        from .noise import estimate_noise
+
+        return estimate_noise
+    if name == "load_model":
+        from .registry import load_model
+
+        return load_model
+    raise AttributeError(f"module 'aetool' has no attribute '{name}'")

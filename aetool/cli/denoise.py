@@ -1,0 +1,68 @@
+"""`aetool denoise`."""
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from typing_extensions import Annotated
+
+from . import options as o
+from .common import handle_errors
+from .imagecmd import engine_options, run_image_command
+
+EPILOG = """Examples:
+
+  aetool denoise ~/shoot -o ~/shoot-clean -r          # a folder tree; re-run to finish after a stop
+
+  aetool denoise photo.jpg -o photo-clean.png         # one file
+
+  cat noisy.png | aetool denoise - > clean.png        # a pipe
+
+  aetool denoise in/ -o out/ --json --sigma 25        # told the noise level; JSON lines on stdout
+
+Exit codes: 0 all done (or skipped), 1 some inputs failed (each reported), 2 usage error.
+"""
+
+
+def denoise_command(
+    inputs: o.Inputs,
+    output: o.Output = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name (see `aetool models`) or a "
+                                                 ".safetensors file from `aetool train`; default: the colour or "
+                                                 "grey model to match each image.", show_default=False)] = None,
+    sigma: Annotated[Optional[float], typer.Option(min=0, max=255, help="Noise standard deviation in 0-255 units; "
+                                                   "default: estimated per image (blind).", show_default=False)] = None,
+    strength: Annotated[float, typer.Option(min=0.0, max=1.0, help="1 = fully denoised, 0 = unchanged; blends in "
+                                            "between.")] = 1.0,
+    recursive: o.Recursive = False,
+    suffix: o.Suffix = "",
+    fmt: o.Format = "same",
+    quality: o.Quality = None,
+    device: o.Device = "auto",
+    batch_size: o.BatchSize = 0,
+    tile: o.Tile = "auto",
+    precision: o.Precision = "auto",
+    workers: o.Workers = 0,
+    overwrite: o.Overwrite = False,
+    dry_run: o.DryRun = False,
+    as_json: o.Json = False,
+    quiet: o.Quiet = False,
+    verbose: o.Verbose = False,
+    max_pixels: o.MaxPixels = 250.0,
+):
+    """Remove noise from photos with a denoising autoencoder, blind or told the noise level."""
+    opts = engine_options(device, precision, tile, batch_size, workers, max_pixels)
+
+    def make_processor():
+        from ..api import Denoiser
+
+        den = Denoiser(model, opts)
+        return lambda pic: den.picture(pic, sigma, strength)
+
+    run_image_command("denoise", inputs, output, recursive=recursive, suffix=suffix, fmt=fmt, quality=quality,
+                      overwrite=overwrite, dry_run=dry_run, as_json=as_json, quiet=quiet, verbose=verbose,
+                      options=opts, make_processor=make_processor)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("denoise", epilog=EPILOG)(handle_errors(denoise_command))

@@ -1,0 +1,61 @@
+"""`aetool models`: the pretrained models and their cards."""
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+from typing_extensions import Annotated
+
+from .common import handle_errors
+
+models_app = typer.Typer(help="List the pretrained models, or show one model's card.", invoke_without_command=True)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} kB"
+
+
+def _metric(card) -> str:
+    m = card.metrics or {}
+    # One headline number: mean blind PSNR at sigma 25 over the test sets, if measured.
+    v = m.get("psnr_sigma25_blind_mean")
+    return f"{v:.2f} dB (σ25)" if isinstance(v, (int, float)) else "-"
+
+
+@models_app.callback()
+@handle_errors
+def list_models(ctx: typer.Context,
+                as_json: Annotated[bool, typer.Option("--json", help="Print the cards as JSON.")] = False):
+    """List the pretrained models: name, task, channels, parameters, file size, measured PSNR."""
+    if ctx.invoked_subcommand:
+        return
+    from ..registry import pretrained_cards
+
+    cards = pretrained_cards()
+    if as_json:
+        print(json.dumps([c.to_dict() for c in cards], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="aetool pretrained models")
+    for col in ("name", "task", "channels", "parameters", "file", "PSNR", "default"):
+        table.add_column(col)
+    for c in cards:
+        size = c.path.stat().st_size if c.path and c.path.exists() else 0
+        table.add_row(c.name, c.task, "grey" if c.channels == 1 else "colour", f"{c.parameters / 1e6:.2f} M",
+                      _size(size), _metric(c), "yes" if c.default else "")
+    Console(file=sys.stdout).print(table)
+
+
+@models_app.command("info")
+@handle_errors
+def info(name: Annotated[str, typer.Argument(help="A model name from `aetool models`, or a .safetensors file.")]):
+    """Print a model's card (provenance, training recipe, measured metrics) as JSON."""
+    from ..registry import find_card
+
+    card = find_card(name)
+    d = card.to_dict()
+    d["path"] = str(card.path)
+    print(json.dumps(d, indent=2))

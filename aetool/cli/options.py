@@ -1,0 +1,31 @@
+"""Options shared by every image command, declared once and reused with Annotated."""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+from typing_extensions import Annotated
+
+Inputs = Annotated[List[str], typer.Argument(help="Image files, folders, glob patterns ('photos/*.jpg'), "
+                                             "or - to read one image from standard input.", show_default=False)]
+Output = Annotated[Optional[str], typer.Option("--output", "-o", help="Output folder; or a file name when there "
+                                               "is one input; - for standard output.", show_default=False)]
+Recursive = Annotated[bool, typer.Option("--recursive", "-r", help="Go into subfolders; the output mirrors the tree.")]
+Suffix = Annotated[str, typer.Option(help="Text added to each output file name before the extension.")]
+Format = Annotated[str, typer.Option("--format", "-f", help="Output format: png, jpg, webp, tiff, bmp, or same "
+                                     "(keep each input's format).")]
+Quality = Annotated[Optional[int], typer.Option(min=1, max=100, help="JPEG/WebP/AVIF quality (default 95; WebP 100 "
+                                                "= lossless).", show_default=False)]
+Device = Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")]
+BatchSize = Annotated[int, typer.Option(min=0, help="Tiles per forward pass (0: 8 on GPU, 1 on CPU).")]
+Tile = Annotated[str, typer.Option(help="Tile size in pixels for large images: auto, 0 (never tile) or N.")]
+Precision = Annotated[str, typer.Option(help="auto (bf16/fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.")]
+Workers = Annotated[int, typer.Option(min=0, help="Threads that decode and encode files (0: auto).")]
+Overwrite = Annotated[bool, typer.Option("--overwrite/--skip-existing", help="Replace outputs that exist, or "
+                                         "skip them (default: skip, so a re-run finishes only what is missing).")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Show what would be written, and do nothing.")]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON object per file and a summary on stdout.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Print a line per file.")]
+MaxPixels = Annotated[float, typer.Option(help="Refuse images above this many megapixels (guards against "
+                                          "decompression bombs).")]

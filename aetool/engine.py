@@ -1,0 +1,166 @@
+"""Running a network over images of any size: device and precision choice, tiling with overlap
+and blended seams, batching of same-size tiles, fallbacks for out-of-memory and half-precision
+overflow. The whole image stays in host memory; only tiles go to the device.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .errors import UsageError
+from .imageio import DEFAULT_MAX_PIXELS
+
+MIN_TILE = 64
+
+
+@dataclass
+class EngineOptions:
+    device: str = "auto"
+    precision: str = "auto"
+    tile: int | None = None  # None: auto; 0: never tile; N: tiles of N x N
+    overlap: int = 32
+    batch_size: int = 0  # 0: auto
+    workers: int = 0  # decode/encode threads; 0: auto
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+def parse_tile(value: str) -> int | None:
+    if value == "auto":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        raise UsageError(f"--tile must be auto, 0 or a size in pixels, got '{value}'") from None
+    if n != 0 and n < MIN_TILE:
+        raise UsageError(f"--tile must be 0 (off) or at least {MIN_TILE}")
+    return n
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    msg = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in msg or "can't allocate memory" in msg)
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    step = max(1, tile - overlap)
+    starts = list(range(0, length - tile, step))
+    starts.append(length - tile)
+    return starts
+
+
+def _ramp(n: int, overlap: int, at_start: bool, at_end: bool) -> np.ndarray:
+    """Blend weights along one axis of a tile: the outer quarter of the overlap is ignored
+    (border effects), the next half ramps up linearly; image borders keep full weight."""
+    w = np.ones(n, np.float32)
+    if overlap <= 0:
+        return w
+    i = np.arange(n, dtype=np.float32) + 0.5
+    ramp = np.clip((i - overlap / 4) / (overlap / 2), 0.0, 1.0)
+    if not at_start:
+        w = np.minimum(w, ramp)
+    if not at_end:
+        w = np.minimum(w, ramp[::-1])
+    return np.maximum(w, 1e-6)
+
+
+class Runner:
+    """Runs `fn(batch) -> batch` (NCHW float tensors in [0, 1]) over (H, W, C) float32 arrays."""
+
+    def __init__(self, options: EngineOptions | None = None):
+        import torch
+
+        from .training.loop import autocast_dtype, resolve_device
+
+        self.options = options or EngineOptions()
+        self.device = resolve_device(self.options.device)
+        self.kind = self.device.split(":")[0]
+        if self.options.precision not in ("auto", "fp32", "fp16", "bf16"):
+            raise UsageError("--precision must be auto, fp32, fp16 or bf16")
+        self.amp_dtype = autocast_dtype(self.options.precision, self.device)
+        if self.kind == "cpu" and self.amp_dtype == torch.float16:
+            raise UsageError("--precision fp16 is not supported on CPU; use bf16 or fp32")
+        self.torch = torch
+
+    # Tile and batch defaults: large enough to keep the device busy, small enough for its memory.
+    def default_tile(self, h: int, w: int) -> int:
+        if self.kind == "cuda":
+            free, _ = self.torch.cuda.mem_get_info(self.device)
+            return 2048 if free > 16e9 else 1024 if free > 4e9 else 512
+        return 0 if h * w <= 2_200_000 else 1024
+
+    def default_batch(self) -> int:
+        return 8 if self.kind == "cuda" else 1
+
+    def prepare(self, model):
+        return model.to(self.device).to(memory_format=self.torch.channels_last)
+
+    def run(self, fn: Callable, image: np.ndarray, scale: int = 1, out_channels: int | None = None) -> np.ndarray:
+        h, w, _ = image.shape
+        tile = self.options.tile if self.options.tile is not None else self.default_tile(h, w)
+        batch = self.options.batch_size or self.default_batch()
+        while True:
+            try:
+                return self._run_tiled(fn, image, tile, batch, scale, out_channels)
+            except Exception as exc:  # noqa: BLE001 - only memory errors are retried
+                if not _is_oom(exc):
+                    raise
+                if self.kind == "cuda":
+                    self.torch.cuda.empty_cache()
+                if batch > 1:
+                    batch //= 2
+                    continue
+                size = tile or max(h, w)
+                if size // 2 < MIN_TILE:
+                    raise MemoryError(f"out of memory even with {MIN_TILE}-pixel tiles") from exc
+                tile = size // 2
+
+    def _forward(self, fn: Callable, x):
+        torch = self.torch
+        with torch.inference_mode():
+            if self.amp_dtype is not None:
+                with torch.autocast(self.kind, dtype=self.amp_dtype):
+                    y = fn(x).float()
+                if not torch.isfinite(y).all():
+                    y = fn(x.float()).float()  # half precision overflowed: redo in fp32
+                return y
+            return fn(x).float()
+
+    def _to_device(self, arr: np.ndarray):
+        torch = self.torch
+        t = torch.from_numpy(arr).permute(0, 3, 1, 2)
+        if self.kind == "cuda":
+            t = t.contiguous().pin_memory().to(self.device, non_blocking=True)
+        return t.contiguous(memory_format=torch.channels_last).to(self.device)
+
+    def _run_tiled(self, fn, image, tile, batch, scale, out_channels):
+        h, w, c = image.shape
+        oc = out_channels or c
+        if not tile or (h <= tile and w <= tile):
+            y = self._forward(fn, self._to_device(image[None]))
+            return y[0].permute(1, 2, 0).cpu().numpy()
+        th, tw = min(tile, h), min(tile, w)
+        overlap = min(self.options.overlap, th // 2, tw // 2)
+        ys, xs = tile_starts(h, th, overlap), tile_starts(w, tw, overlap)
+        out = np.zeros((h * scale, w * scale, oc), np.float32)
+        weight = np.zeros((h * scale, w * scale, 1), np.float32)
+        positions = [(y0, x0) for y0 in ys for x0 in xs]
+        for i in range(0, len(positions), batch):
+            group = positions[i:i + batch]
+            x = np.stack([image[y0:y0 + th, x0:x0 + tw] for y0, x0 in group])
+            y = self._forward(fn, self._to_device(x)).permute(0, 2, 3, 1).cpu().numpy()
+            for (y0, x0), tile_out in zip(group, y):
+                wy = _ramp(th * scale, overlap * scale, y0 == 0, y0 + th == h)
+                wx = _ramp(tw * scale, overlap * scale, x0 == 0, x0 + tw == w)
+                wt = (wy[:, None] * wx[None, :])[..., None]
+                sl = np.s_[y0 * scale:(y0 + th) * scale, x0 * scale:(x0 + tw) * scale]
+                out[sl] += tile_out * wt
+                weight[sl] += wt
+        return out / weight

@@ -1,0 +1,39 @@
+"""Exceptions and the one place that maps them to exit codes."""
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1  # the batch finished but some inputs failed
+EXIT_USAGE = 2  # bad arguments, missing model, nothing to do
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+
+
+class AetoolError(Exception):
+    """Base class for errors that are the user's to fix; printed without a traceback."""
+
+    exit_code = EXIT_USAGE
+
+
+class UsageError(AetoolError):
+    """Bad arguments or options."""
+
+
+class ModelError(AetoolError):
+    """A model name, weights file or card that cannot be used."""
+
+
+class ImageError(AetoolError):
+    """One input image that cannot be read, decoded or written; fails that file only."""
+
+    exit_code = EXIT_SOME_FAILED
+
+
+class ImageTooLargeError(ImageError):
+    """An image above the pixel limit (decompression-bomb guard)."""
+
+
+def exit_code_for(exc: BaseException) -> int:
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(exc, AetoolError):
+        return exc.exit_code
+    return EXIT_SOME_FAILED

@@ -1,0 +1,201 @@
+"""Model registry in the style of timm: architectures are registered by name, pretrained
+weights are described by JSON cards in the weights folder, and `create` builds either.
+
+A weights file is a .safetensors whose metadata holds the architecture name and its config
+("aetool" key, JSON), so a model is rebuilt from its own file and never from tensor shapes.
+The card beside it (same stem, .json) carries the provenance and measured metrics, and the
+sha256 that loading checks. Nothing is ever unpickled.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import ModelError
+
+_ARCHITECTURES: dict[str, Callable[..., Any]] = {}
+
+
+def register(name: str):
+    """Decorator: register an architecture constructor under `name`."""
+
+    def wrap(fn):
+        _ARCHITECTURES[name] = fn
+        return fn
+
+    return wrap
+
+
+def architectures() -> list[str]:
+    _import_models()
+    return sorted(_ARCHITECTURES)
+
+
+def _import_models() -> None:
+    from . import models  # noqa: F401  (registers the architectures)
+
+
+def create_architecture(arch: str, config: dict):
+    _import_models()
+    if arch not in _ARCHITECTURES:
+        raise ModelError(f"unknown architecture '{arch}'; known: {', '.join(sorted(_ARCHITECTURES))}")
+    return _ARCHITECTURES[arch](**config)
+
+
+def weights_dir() -> Path:
+    """The shipped weights: installed as the package `aetool.weights`, or the repo's `weights/`."""
+    try:
+        from importlib.resources import files
+
+        path = Path(str(files("aetool.weights")))
+        if any(path.glob("*.json")):
+            return path
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parent.parent / "weights"
+
+
+@dataclass
+class Card:
+    name: str
+    task: str
+    arch: str
+    config: dict
+    file: str
+    sha256: str = ""
+    channels: int = 3
+    parameters: int = 0
+    default: bool = False
+    description: str = ""
+    training: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    path: Path | None = None  # where the weights file is; not serialised
+
+    @classmethod
+    def from_json(cls, path: Path) -> "Card":
+        data = json.loads(path.read_text())
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "path"}
+        card = cls(**known)
+        card.path = path.parent / card.file
+        return card
+
+    def to_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "path"}
+        return d
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def pretrained_cards(task: str | None = None) -> list[Card]:
+    cards = []
+    for p in sorted(weights_dir().glob("*.json")):
+        try:
+            card = Card.from_json(p)
+        except (ValueError, TypeError) as exc:
+            raise ModelError(f"broken model card {p}: {exc}") from exc
+        if task is None or card.task == task:
+            cards.append(card)
+    return cards
+
+
+def default_model(task: str, channels: int = 3) -> Card:
+    cards = [c for c in pretrained_cards(task) if c.channels == channels]
+    if not cards:
+        raise ModelError(f"no pretrained {task} model for {channels}-channel images is installed")
+    for c in cards:
+        if c.default:
+            return c
+    return cards[0]
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def find_card(name_or_path: str) -> Card:
+    """A pretrained name (`aetool models`) or a path to a .safetensors file (its card optional)."""
+    for card in pretrained_cards():
+        if card.name == name_or_path:
+            return card
+    path = Path(name_or_path).expanduser()
+    if path.suffix != ".safetensors" and path.with_suffix(".safetensors").exists():
+        path = path.with_suffix(".safetensors")
+    if not path.is_file():
+        names = ", ".join(c.name for c in pretrained_cards())
+        raise ModelError(f"no model named or at '{name_or_path}'. Pretrained models: {names}. "
+                         "A path must point at a .safetensors file written by `aetool train`.")
+    card_path = path.with_suffix(".json")
+    if card_path.is_file():
+        card = Card.from_json(card_path)
+        card.path = path
+        return card
+    meta = read_metadata(path)
+    return Card(name=path.stem, task=meta.get("task", "?"), arch=meta["arch"], config=meta["config"],
+                file=path.name, channels=meta["config"].get("in_channels", 3), path=path)
+
+
+def read_metadata(path: Path) -> dict:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types
+        raise ModelError(f"{path} is not a readable .safetensors file: {exc}") from exc
+    if "aetool" not in meta:
+        raise ModelError(f"{path} has no aetool metadata; it was not written by `aetool train`")
+    return json.loads(meta["aetool"])
+
+
+def load_model(name_or_path: str | Card, device: str = "cpu"):
+    """Build the model, load its weights (sha256-checked when the card gives one), eval mode."""
+    import torch
+    from safetensors.torch import load_file
+
+    card = name_or_path if isinstance(name_or_path, Card) else find_card(name_or_path)
+    assert card.path is not None
+    if not card.path.is_file():
+        raise ModelError(f"weights file {card.path} for model '{card.name}' is missing")
+    if card.sha256:
+        actual = sha256_of(card.path)
+        if actual != card.sha256:
+            raise ModelError(f"{card.path}: sha256 {actual[:12]}... does not match the card's "
+                             f"{card.sha256[:12]}...; the file is damaged or was replaced")
+    meta = read_metadata(card.path)
+    model = create_architecture(meta["arch"], meta["config"])
+    state = load_file(str(card.path))
+    state = {k: v.float() for k, v in state.items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ModelError(f"{card.path} does not match its architecture config: {exc}") from exc
+    model.eval().to(device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model.card = card
+    model.meta = meta
+    return model
+
+
+def save_weights(model, path: Path, task: str, half: bool = True, extra: dict | None = None) -> None:
+    """Write weights (fp16 by default, to keep files small) with the config in the metadata."""
+    from safetensors.torch import save_file
+
+    state = {k: (v.detach().half() if half and v.is_floating_point() else v.detach()).contiguous().cpu()
+             for k, v in model.state_dict().items()}
+    meta = {"arch": model.arch_name, "config": model.config, "task": task}
+    if extra:
+        meta.update(extra)
+    save_file(state, str(path), metadata={"aetool": json.dumps(meta)})
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,1 @@
+"""`aetool train`: fit the models on a user's own images."""

@@ -1,0 +1,104 @@
+"""Training task for the denoising autoencoder: clean patches, Gaussian noise with a random sigma,
+rounded and clipped to 8 bits exactly like the benchmark protocol, L1 loss against the clean patch."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .data import PatchSampler, center_crops, list_images, load_images
+
+
+class DenoiseTask:
+    task = "denoise"
+    name = "denoise"
+
+    def __init__(self, data: list[Path], channels: int = 3, width: tuple[int, ...] = (32, 64, 128, 192),
+                 blocks: int = 2, patch: int = 64, sigma_min: float = 0.0, sigma_max: float = 55.0,
+                 val: list[Path] | None = None, val_count: int = 8, val_sigmas=(15, 25, 50)):
+        self.data = [Path(d) for d in data]
+        self.channels = channels
+        self.width = tuple(width)
+        self.blocks = blocks
+        self.patch = patch
+        self.sigma_min, self.sigma_max = sigma_min, sigma_max
+        self.val = [Path(v) for v in val] if val else None
+        self.val_count = val_count
+        self.val_sigmas = tuple(val_sigmas)
+
+    def build_model(self):
+        from ..models.unet_denoiser import UNetDenoiser
+
+        return UNetDenoiser(in_channels=self.channels, channels=self.width, blocks=self.blocks)
+
+    def check_init(self, model) -> None:
+        from ..errors import UsageError
+
+        if model.config.get("in_channels") != self.channels:
+            raise UsageError(f"--init model has {model.config.get('in_channels')} channels, "
+                             f"but --channels is {self.channels}")
+
+    def prepare(self, device: str) -> None:
+        import torch
+
+        files = list_images(self.data)
+        if self.val:
+            val_files = list_images(self.val)
+        else:
+            # Hold out the last few files (sorted by path) as the declared validation split.
+            val_files, files = files[-self.val_count:], files[:-self.val_count]
+        self.train_files, self.val_files = files, val_files
+        images = load_images(files, self.channels, self.patch)
+        if not images:
+            from ..errors import UsageError
+
+            raise UsageError(f"no training image is at least {self.patch}x{self.patch} pixels")
+        self.sampler = PatchSampler(images, self.patch)
+        crops = center_crops(load_images(val_files, self.channels, 32), 128)
+        self.val_clean, self.val_noisy = [], []
+        for i, c in enumerate(crops):
+            for s in self.val_sigmas:
+                noisy = np.clip(np.round(c + np.random.default_rng(10_000 + 100 * s + i).normal(0, s, c.shape)),
+                                0, 255).astype(np.uint8)
+                self.val_clean.append(c)
+                self.val_noisy.append((noisy, s))
+        self.device = device
+        self._torch = torch
+
+    def sample_batch(self, rng: np.random.Generator, gen, batch_size: int, device: str):
+        torch = self._torch
+        clean = torch.from_numpy(self.sampler.sample(rng, batch_size)).permute(0, 3, 1, 2).float()
+        sigma = torch.rand(batch_size, generator=gen) * (self.sigma_max - self.sigma_min) + self.sigma_min
+        noise = torch.randn(clean.shape, generator=gen) * sigma.view(-1, 1, 1, 1)
+        noisy = (clean + noise).round_().clamp_(0, 255)
+        to = dict(device=device, memory_format=torch.channels_last, non_blocking=True)
+        return noisy.div_(255).to(**to), (sigma / 255).to(device), clean.div_(255).to(**to)
+
+    def loss(self, model, batch):
+        noisy, sigma, clean = batch
+        return (model(noisy, sigma).float() - clean).abs().mean()
+
+    def validate(self, model, device: str) -> float:
+        torch = self._torch
+        psnrs = []
+        for clean, (noisy, s) in zip(self.val_clean, self.val_noisy):
+            x = torch.from_numpy(noisy).permute(2, 0, 1)[None].float().div(255).to(device)
+            y = model(x, torch.full((1,), s / 255, device=device)).float()
+            out = (y.clamp(0, 1) * 255).round().cpu()[0].permute(1, 2, 0).numpy()
+            mse = np.mean((out.astype(np.float64) - clean.astype(np.float64)) ** 2)
+            psnrs.append(10 * np.log10(255 ** 2 / max(mse, 1e-10)))
+        return float(np.mean(psnrs))
+
+    def description(self) -> str:
+        kind = "grey" if self.channels == 1 else "colour"
+        return (f"Convolutional denoising autoencoder (residual U-Net with a noise-level map) for {kind} "
+                f"images, Gaussian noise sigma {self.sigma_min:g}-{self.sigma_max:g}; blind or told sigma.")
+
+    def data_description(self) -> dict:
+        return {"folders": [str(d) for d in self.data], "train_images": len(self.train_files),
+                "sigma_range": [self.sigma_min, self.sigma_max],
+                "noise": "clip(round(x + N(0, sigma^2)), 0, 255), as in BENCHMARKS.md"}
+
+    def validation_description(self) -> dict:
+        return {"files": [f.name for f in self.val_files], "crop": 128, "sigmas": list(self.val_sigmas),
+                "metric": "mean RGB PSNR, told the true sigma"}

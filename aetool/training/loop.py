@@ -1,0 +1,318 @@
+"""The training loop shared by every task: schedule, mixed precision, validation, checkpoints
+that `--resume` continues exactly (model, optimiser, step, random states), the final weights
+file with its card, and a PNG plot of the curves.
+
+Checkpoints are safetensors plus a JSON side file: nothing is pickled.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import UsageError
+
+
+@dataclass
+class TrainConfig:
+    out: Path
+    steps: int = 20000
+    batch_size: int = 16
+    patch: int = 64
+    lr: float = 4e-4
+    lr_min: float = 1e-6
+    warmup: int = 200
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    val_every: int = 500
+    checkpoint_minutes: float = 5.0
+    resume: bool = False
+    init: str | None = None
+    threads: int = 0
+    name: str | None = None
+    command: str = ""
+    quiet: bool = False
+
+
+@dataclass
+class History:
+    step: list = field(default_factory=list)
+    loss: list = field(default_factory=list)
+    val_step: list = field(default_factory=list)
+    val_psnr: list = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available on this machine (use cpu or auto)")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UsageError("--device mps: Apple MPS is not available on this machine")
+    return name
+
+
+def autocast_dtype(precision: str, device: str):
+    """The dtype for torch.autocast, or None for plain fp32."""
+    import torch
+
+    kind = device.split(":")[0]
+    if precision == "auto":
+        if kind == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return None
+    return {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+
+
+def machine_description(device: str) -> str:
+    import torch
+
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def checkpoint_paths(out: Path) -> tuple[Path, Path]:
+    return out.with_name(out.stem + ".ckpt.safetensors"), out.with_name(out.stem + ".ckpt.json")
+
+
+def _save_checkpoint(out: Path, model, opt, step: int, rng: np.random.Generator, gen, history: History,
+                     cfg: TrainConfig) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    opt_state = opt.state_dict()
+    for idx, st in opt_state["state"].items():
+        for k, v in st.items():
+            t = v if torch.is_tensor(v) else torch.tensor(v)
+            tensors[f"opt.{idx}.{k}"] = t.detach().cpu().contiguous()
+    tensors["rng.torch"] = gen.get_state()
+    side = {"step": step, "numpy_rng": rng.bit_generator.state, "param_groups": opt_state["param_groups"],
+            "history": asdict(history), "config": {k: str(v) for k, v in asdict(cfg).items()}}
+    st_path, js_path = checkpoint_paths(out)
+    tmp_st, tmp_js = st_path.with_name(st_path.name + ".tmp"), js_path.with_name(js_path.name + ".tmp")
+    save_file(tensors, str(tmp_st))
+    tmp_js.write_text(json.dumps(side))
+    os.replace(tmp_st, st_path)
+    os.replace(tmp_js, js_path)
+
+
+def _load_checkpoint(out: Path, model, opt, rng: np.random.Generator, gen) -> tuple[int, History]:
+    import torch
+    from safetensors.torch import load_file
+
+    st_path, js_path = checkpoint_paths(out)
+    if not st_path.is_file() or not js_path.is_file():
+        raise UsageError(f"--resume: no checkpoint {st_path} next to {out}; run without --resume first")
+    tensors = load_file(str(st_path))
+    side = json.loads(js_path.read_text())
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, idx, name = k.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": side["param_groups"]})
+    rng.bit_generator.state = side["numpy_rng"]
+    gen.set_state(tensors["rng.torch"])
+    h = side["history"]
+    return side["step"], History(**h)
+
+
+def plot_history(history: History, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax1 = plt.subplots(figsize=(8, 4.5), dpi=100)
+    if history.step:
+        steps = np.array(history.step)
+        loss = np.array(history.loss)
+        k = max(1, len(loss) // 200)
+        smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
+        ax1.plot(steps[k - 1:], smooth, color="tab:blue", lw=1)
+    ax1.set_xlabel("step")
+    ax1.set_ylabel("training loss (L1)", color="tab:blue")
+    ax1.set_yscale("log")
+    ax2 = ax1.twinx()
+    ax2.plot(history.val_step, history.val_psnr, "o-", color="tab:red", ms=3)
+    ax2.set_ylabel("validation PSNR (dB)", color="tab:red")
+    ax1.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def train(cfg: TrainConfig, task) -> dict:
+    """Run the loop for `task` (see training/denoise.py for the interface). Returns a summary."""
+    import torch
+
+    from ..registry import find_card, load_model
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    amp_dtype = autocast_dtype(cfg.precision, device)
+    out = Path(cfg.out).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix != ".safetensors":
+        raise UsageError(f"--out must end in .safetensors, got {out.name}")
+
+    if cfg.init:
+        init_card = find_card(cfg.init)
+        model = load_model(init_card, "cpu")
+        for p in model.parameters():
+            p.requires_grad_(True)
+        task.check_init(model)
+    else:
+        model = task.build_model()
+    model.train().to(device).to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    step, history = 0, History()
+    if cfg.resume:
+        step, history = _load_checkpoint(out, model, opt, rng, gen)
+    task.prepare(device)
+
+    started = time.time() - history.seconds
+    last_ckpt = time.time()
+    interactive = sys.stderr.isatty() and not cfg.quiet
+    progress = None
+    if interactive:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        progress = Progress(TextColumn("[bold]train {task.fields[name]}"), BarColumn(),
+                            TextColumn("{task.completed}/{task.total}"),
+                            TextColumn("loss {task.fields[loss]:.4f}  val {task.fields[val]} dB  "
+                                       "{task.fields[speed]:.2f} step/s"),
+                            TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+        progress.start()
+        bar = progress.add_task("train", total=cfg.steps, completed=step, name=task.name, loss=0.0,
+                                val="-", speed=0.0)
+
+    def log(msg: str) -> None:
+        if not cfg.quiet and not interactive:
+            print(msg, file=sys.stderr, flush=True)
+
+    def validate_now() -> float:
+        model.eval()
+        with torch.no_grad(), torch.autocast(device.split(":")[0], dtype=amp_dtype, enabled=amp_dtype is not None):
+            psnr = task.validate(model, device)
+        model.train()
+        history.val_step.append(step)
+        history.val_psnr.append(psnr)
+        return psnr
+
+    window: list[float] = []
+    t_window = time.time()
+    steps_window = 0
+    try:
+        while step < cfg.steps:
+            lr = lr_at(cfg, step)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            batch = task.sample_batch(rng, gen, cfg.batch_size, device)
+            with torch.autocast(device.split(":")[0], dtype=amp_dtype, enabled=amp_dtype is not None):
+                loss = task.loss(model, batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            steps_window += 1
+            lv = float(loss.detach())
+            if not math.isfinite(lv):
+                raise RuntimeError(f"training diverged at step {step} (loss {lv}); lower --lr and --resume")
+            window.append(lv)
+            if step % 20 == 0 or step == cfg.steps:
+                history.step.append(step)
+                history.loss.append(float(np.mean(window)))
+                window.clear()
+            speed = steps_window / max(1e-9, time.time() - t_window)
+            if step % cfg.val_every == 0 or step == cfg.steps:
+                psnr = validate_now()
+                log(f"step {step}/{cfg.steps}  loss {history.loss[-1] if history.loss else lv:.4f}  "
+                    f"val {psnr:.2f} dB  lr {lr:.2e}  {speed:.2f} step/s")
+                t_window, steps_window = time.time(), 0
+            elif step % 100 == 0:
+                log(f"step {step}/{cfg.steps}  loss {history.loss[-1]:.4f}  lr {lr:.2e}  {speed:.2f} step/s")
+            if progress is not None:
+                progress.update(bar, completed=step, loss=history.loss[-1] if history.loss else lv,
+                                val=f"{history.val_psnr[-1]:.2f}" if history.val_psnr else "-", speed=speed)
+            if time.time() - last_ckpt > cfg.checkpoint_minutes * 60:
+                history.seconds = time.time() - started
+                _save_checkpoint(out, model, opt, step, rng, gen, history, cfg)
+                export(model, out, task, cfg, history, step, device)
+                model.train()
+                last_ckpt = time.time()
+    except KeyboardInterrupt:
+        history.seconds = time.time() - started
+        _save_checkpoint(out, model, opt, step, rng, gen, history, cfg)
+        if progress is not None:
+            progress.stop()
+        print(f"interrupted at step {step}; checkpoint saved, continue with the same command and --resume",
+              file=sys.stderr)
+        raise
+    if progress is not None:
+        progress.stop()
+    history.seconds = time.time() - started
+    _save_checkpoint(out, model, opt, step, rng, gen, history, cfg)
+
+    export(model, out, task, cfg, history, step, device)
+    return {"out": str(out), "card": str(out.with_suffix(".json")), "steps": step,
+            "seconds": history.seconds, "val_psnr": history.val_psnr[-1] if history.val_psnr else None}
+
+
+def export(model, out: Path, task, cfg: TrainConfig, history: History, step: int, device: str) -> None:
+    """Write the weights file, its card, the history and the curve plot (at checkpoints and at the end)."""
+    from ..registry import Card, count_parameters, save_weights, sha256_of
+
+    model.eval()
+    tmp = out.with_name(out.name + ".tmp")
+    save_weights(model, tmp, task.task)
+    os.replace(tmp, out)
+    card = Card(name=cfg.name or out.stem, task=task.task, arch=model.arch_name, config=model.config,
+                file=out.name, sha256=sha256_of(out), channels=model.config.get("in_channels", 3),
+                parameters=count_parameters(model), description=task.description(),
+                training={"command": cfg.command, "data": task.data_description(), "steps": step,
+                          "batch_size": cfg.batch_size, "patch": cfg.patch, "lr": cfg.lr,
+                          "seconds": round(history.seconds), "machine": machine_description(device),
+                          "precision": cfg.precision, "init": cfg.init,
+                          "final_val_psnr": round(history.val_psnr[-1], 3) if history.val_psnr else None,
+                          "validation": task.validation_description()})
+    card.save(out.with_suffix(".json"))
+    (out.with_name(out.stem + ".history.json")).write_text(json.dumps(asdict(history)))
+    plot_history(history, out.with_suffix(".png"), f"{card.name}: {task.name}")

@@ -1,0 +1,54 @@
+"""Shared fixtures: small generated images and a tiny randomly initialised model, so that the
+engine tests run in seconds and never read ../shared."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def structured_image(h: int = 96, w: int = 128, channels: int = 3, seed: int = 0) -> np.ndarray:
+    """A uint8 test picture with smooth gradients, hard edges, thin strokes and mild texture."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    base = np.stack([120 + 80 * np.sin(xx / 17 + c) * np.cos(yy / 23 - c) for c in range(3)], axis=-1)
+    base[(yy - h / 2) ** 2 + (xx - w / 3) ** 2 < (min(h, w) / 5) ** 2] = [230, 60, 40]
+    base[h // 5:h // 5 + h // 4, w // 2:w // 2 + w // 4] = [30, 90, 200]
+    for k in range(0, w, 11):  # text-like strokes
+        base[(3 * h) // 4:(3 * h) // 4 + 8, k:k + 2] = 15
+    base += rng.normal(0, 3, base.shape)  # a little texture
+    img = np.clip(np.round(base), 0, 255).astype(np.uint8)
+    if channels == 1:
+        img = np.round(img @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
+    return img
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A tiny denoiser (random weights) saved like `aetool train` does, with its card."""
+    import torch
+
+    from aetool.models.unet_denoiser import UNetDenoiser
+    from aetool.registry import Card, count_parameters, save_weights, sha256_of
+
+    torch.manual_seed(0)
+    model = UNetDenoiser(in_channels=3, channels=(8, 16, 16), blocks=1)
+    path = tmp_path_factory.mktemp("models") / "tiny.safetensors"
+    save_weights(model, path, "denoise")
+    Card(name="tiny", task="denoise", arch=model.arch_name, config=model.config, file=path.name,
+         sha256=sha256_of(path), channels=3, parameters=count_parameters(model)).save(path.with_suffix(".json"))
+    return path
+
+
+@pytest.fixture
+def photo_dir(tmp_path):
+    from PIL import Image
+
+    d = tmp_path / "in"
+    (d / "sub").mkdir(parents=True)
+    Image.fromarray(structured_image(seed=1)).save(d / "a.png")
+    Image.fromarray(structured_image(seed=2)).save(d / "b.jpg", quality=90)
+    Image.fromarray(structured_image(seed=3)).save(d / "sub" / "c.png")
+    (d / ".DS_Store").write_bytes(b"\0\1")
+    (d / "Thumbs.db").write_bytes(b"\0\1")
+    (d / ".hidden.png").write_bytes(b"not really")
+    return d

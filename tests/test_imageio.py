@@ -1,0 +1,124 @@
+"""Reading and writing: modes, metadata (EXIF, ICC, DPI), alpha, 16-bit, EXIF orientation,
+through the library and through the command line."""
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms
+from typer.testing import CliRunner
+
+from aetool.cli import app
+from aetool.imageio import Picture, encode_image, read_image
+from conftest import structured_image
+
+runner = CliRunner()
+SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def denoise_file(src, out, model, *extra):
+    r = runner.invoke(app, ["denoise", str(src), "-o", str(out), "--model", str(model), "--sigma", "5", "-q", *extra])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp", ".tif"])
+def test_exif_icc_dpi_survive_the_cli(tmp_path, tiny_model, suffix):
+    im = Image.fromarray(structured_image())
+    exif = Image.Exif()
+    exif[0x010F] = "TestCam"  # Make
+    exif[0x0110] = "Model 1"
+    src = tmp_path / f"in{suffix}"
+    im.save(src, exif=exif.tobytes(), icc_profile=SRGB, dpi=(300, 300))
+    out = denoise_file(src, tmp_path / f"out{suffix}", tiny_model)
+    res = Image.open(out)
+    assert res.getexif().get(0x010F) == "TestCam"
+    assert res.info.get("icc_profile") == SRGB
+    if suffix != ".webp":  # WebP has no DPI field
+        assert tuple(round(d) for d in res.info["dpi"]) == (300, 300)
+
+
+def test_exif_orientation_is_applied_and_reset(tmp_path, tiny_model):
+    img = structured_image(64, 96)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    src = tmp_path / "rot.jpg"
+    Image.fromarray(img).save(src, exif=exif.tobytes(), quality=95)
+    pic = read_image(src)
+    assert pic.pixels.shape[:2] == (96, 64)
+    out = denoise_file(src, tmp_path / "rot-out.png", tiny_model)
+    res = Image.open(out)
+    assert res.size == (64, 96)
+    assert res.getexif().get(0x0112, 1) == 1
+
+
+def test_alpha_passes_through_unchanged(tmp_path, tiny_model):
+    rgb = structured_image()
+    alpha = np.tile(np.linspace(0, 255, rgb.shape[1]).astype(np.uint8), (rgb.shape[0], 1))
+    src = tmp_path / "a.png"
+    Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(src)
+    res = np.asarray(Image.open(denoise_file(src, tmp_path / "b.png", tiny_model)))
+    assert res.shape[2] == 4
+    np.testing.assert_array_equal(res[..., 3], alpha)
+
+
+def test_palette_with_transparency_and_la(tmp_path, tiny_model):
+    p = Image.fromarray(structured_image()).convert("P", palette=Image.Palette.ADAPTIVE)
+    p.info["transparency"] = 0
+    src = tmp_path / "p.png"
+    p.save(src, transparency=0)
+    assert Image.open(denoise_file(src, tmp_path / "p-out.png", tiny_model)).mode == "RGBA"
+    la = Image.fromarray(np.dstack([structured_image(channels=1), np.full((96, 128), 200, np.uint8)]), "LA")
+    la.save(tmp_path / "la.png")
+    res = Image.open(denoise_file(tmp_path / "la.png", tmp_path / "la-out.png", tiny_model))
+    assert res.mode == "LA" and np.all(np.asarray(res)[..., 1] == 200)
+
+
+def test_cmyk_and_grey_modes(tmp_path, tiny_model):
+    Image.fromarray(structured_image()).convert("CMYK").save(tmp_path / "c.jpg")
+    assert Image.open(denoise_file(tmp_path / "c.jpg", tmp_path / "c-out.jpg", tiny_model)).mode == "RGB"
+    Image.fromarray(structured_image(channels=1)).save(tmp_path / "g.png")
+    assert Image.open(denoise_file(tmp_path / "g.png", tmp_path / "g-out.png", tiny_model)).mode == "L"
+
+
+def test_16bit_rgb_png_and_tiff_stay_16bit(tmp_path, tiny_model):
+    import png
+    import tifffile
+
+    rgb16 = (structured_image().astype(np.uint16) * 257 + np.arange(128, dtype=np.uint16)[None, :, None])
+    h, w, _ = rgb16.shape
+    with open(tmp_path / "in16.png", "wb") as f:
+        png.Writer(w, h, greyscale=False, bitdepth=16).write(f, rgb16.reshape(h, -1))
+    tifffile.imwrite(tmp_path / "in16.tif", rgb16, photometric="rgb")
+    for name in ("in16.png", "in16.tif"):
+        out = denoise_file(tmp_path / name, tmp_path / ("out-" + name), tiny_model)
+        pic = read_image(out)
+        assert pic.bit_depth == 16 and pic.pixels.shape == (h, w, 3)
+        # 16-bit precision kept: values are not all multiples of 257
+        assert np.any(np.round(pic.pixels * 65535) % 257 != 0)
+    r, g, b = png.Reader(filename=str(tmp_path / "out-in16.png")).read()[3]["bitdepth"], 0, 0
+    assert r == 16
+
+
+def test_16bit_grey_png(tmp_path, tiny_model):
+    g16 = structured_image(channels=1).astype(np.uint16) * 257
+    Image.fromarray(g16).save(tmp_path / "g16.png")
+    out = denoise_file(tmp_path / "g16.png", tmp_path / "g16-out.png", tiny_model)
+    pic = read_image(out)
+    assert pic.bit_depth == 16 and pic.channels == 1
+
+
+def test_jpeg_output_flattens_alpha_on_white(tmp_path):
+    pic = Picture(pixels=np.zeros((8, 8, 3), np.float32), alpha=np.zeros((8, 8), np.float32))
+    res = np.asarray(Image.open(io.BytesIO(encode_image(pic, ".jpg"))))
+    assert res.min() > 250
+
+
+def test_decompression_bomb_limit(tmp_path):
+    from aetool.errors import ImageTooLargeError
+
+    Image.fromarray(structured_image()).save(tmp_path / "x.png")
+    with pytest.raises(ImageTooLargeError):
+        read_image(tmp_path / "x.png", max_pixels=1000)
