@@ -1,6 +1,7 @@
 """`aetool train ...`: fit a model on your own images."""
 from __future__ import annotations
 
+import inspect
 import shlex
 import sys
 from pathlib import Path
@@ -9,6 +10,25 @@ from typing import List, Optional
 import typer
 
 from .common import handle_errors
+
+def recorded_command(fn, values: dict, prefix: list[str]) -> str:
+    """The command line that reproduces this run (options that differ from their defaults), for the card."""
+    parts = list(prefix)
+    for name, param in inspect.signature(fn).parameters.items():
+        value = values[name]
+        default = getattr(param.default, "default", param.default)
+        if value is None or value == default or name == "quiet":
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag)
+        elif isinstance(value, list):
+            for item in value:
+                parts += [flag, str(item)]
+        else:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
+
 
 train_app = typer.Typer(help="Train or fine-tune a model on your own images.", no_args_is_help=True)
 
@@ -54,6 +74,7 @@ def train_denoise(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ):
     """Train a denoising autoencoder on clean images with synthetic Gaussian noise."""
+    command = recorded_command(train_denoise, dict(locals()), ["aetool", "train", "denoise"])
     from ..errors import UsageError
     from ..training.denoise import DenoiseTask
     from ..training.loop import TrainConfig, train
@@ -71,7 +92,7 @@ def train_denoise(
     cfg = TrainConfig(out=out, steps=steps, batch_size=batch_size, patch=patch, lr=lr, lr_min=lr_min,
                       warmup=warmup, seed=seed, device=device, precision=precision, val_every=val_every,
                       checkpoint_minutes=checkpoint_minutes, resume=resume, init=init, threads=threads,
-                      name=name, quiet=quiet, command=shlex.join(["aetool"] + sys.argv[1:]))
+                      name=name, quiet=quiet, command=command)
     summary = train(cfg, task)
     if not quiet:
         val = f", validation PSNR {summary['val_psnr']:.2f} dB" if summary["val_psnr"] else ""

@@ -61,8 +61,14 @@ def resolve_device(name: str) -> str:
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return "mps"
         return "cpu"
+    import re
+
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", name):
+        raise UsageError(f"--device must be auto, cpu, cuda, cuda:N or mps, got '{name}'")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {name}: CUDA is not available on this machine (use cpu or auto)")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise UsageError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise UsageError("--device mps: Apple MPS is not available on this machine")
     return name
@@ -191,6 +197,7 @@ def train(cfg: TrainConfig, task) -> dict:
     if out.suffix != ".safetensors":
         raise UsageError(f"--out must end in .safetensors, got {out.name}")
 
+    torch.manual_seed(cfg.seed)  # the initial weights
     if cfg.init:
         init_card = find_card(cfg.init)
         model = load_model(init_card, "cpu")

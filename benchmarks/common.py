@@ -1,0 +1,164 @@
+"""Shared parts of the benchmark scripts (see /work/shared/BENCHMARKS.md, "Common rules"):
+image I/O, PSNR/SSIM, timing a command over a folder, the machine description and markdown output."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGE_SUFFIXES = {".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".ppm", ".pgm"}
+
+
+# ---------------------------------------------------------------- images and metrics
+def list_images(folder: Path) -> list[Path]:
+    """The images of a folder, sorted by file name (the index i of the protocol)."""
+    return sorted((p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
+                  key=lambda p: p.name)
+
+
+def read_image(path: Path, mode: str) -> np.ndarray:
+    """uint8 array, (H, W, 3) for mode "RGB" or (H, W) for mode "L"."""
+    with Image.open(path) as im:
+        return np.asarray(im.convert(mode), dtype=np.uint8)
+
+
+def write_png(path: Path, array: np.ndarray) -> None:
+    Image.fromarray(np.asarray(array, dtype=np.uint8)).save(path)
+
+
+def to_uint8(x: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    return np.clip(np.round(np.asarray(x, dtype=np.float64) * scale), 0, 255).astype(np.uint8)
+
+
+def psnr(ref: np.ndarray, out: np.ndarray) -> float:
+    """Data range 255 on float64 of the uint8 values; colour over all channels."""
+    mse = np.mean((ref.astype(np.float64) - out.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))
+
+
+def ssim(ref: np.ndarray, out: np.ndarray) -> float:
+    from skimage.metrics import structural_similarity
+
+    return float(structural_similarity(ref, out, data_range=255, channel_axis=-1 if ref.ndim == 3 else None))
+
+
+def megapixels(arrays) -> float:
+    return sum(a.shape[0] * a.shape[1] for a in arrays) / 1e6
+
+
+# ---------------------------------------------------------------- running commands
+@dataclass
+class Run:
+    seconds: float | None  # median wall time over the repeats; None when the command failed
+    returncode: int
+    stdout: str
+    error: str = ""
+
+
+def run_timed(cmd: list[str], repeats: int = 1, before=None) -> Run:
+    """Run `cmd` `repeats` times (calling `before()` ahead of each run), median wall time.
+    A missing executable or a non-zero exit is reported in `error`, never raised."""
+    times, proc = [], None
+    for _ in range(max(1, repeats)):
+        if before:
+            before()
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+        except OSError as exc:
+            return Run(None, 127, "", f"cannot run {shlex.join(cmd[:2])}: {exc.strerror or exc}")
+        times.append(time.perf_counter() - t0)
+        if proc.returncode != 0:
+            lines = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if ln.strip()]
+            tail = lines[-1].strip() if lines else ""
+            return Run(None, proc.returncode, proc.stdout, f"exit {proc.returncode}: {tail}"[:200])
+    return Run(statistics.median(times), 0, proc.stdout)
+
+
+def resolve_command(command: str) -> list[str]:
+    """Split a command string; a bare name not on PATH is looked up beside this Python (a venv's bin)."""
+    import shutil
+
+    argv = shlex.split(command)
+    if argv and not shutil.which(argv[0]):
+        local = Path(sys.executable).parent / argv[0]
+        if local.exists():
+            argv[0] = str(local)
+    return argv
+
+
+def json_lines(text: str) -> list[dict]:
+    out = []
+    for line in text.splitlines():
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            out.append(obj)
+    return out
+
+
+# ---------------------------------------------------------------- report
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "os": platform.platform()}
+    try:
+        info["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        pass
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        info["torch"], info["gpu"] = None, None
+    return info
+
+
+def machine_line(m: dict) -> str:
+    s = f"{m['cpu']}, {m['cores']} cores, torch {m.get('torch')}, GPU: {m.get('gpu') or 'none'}"
+    if "load_average" in m:
+        s += f", load average at start {m['load_average'][0]}"
+    return s
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_section(path: Path, name: str, text: str, title: str = "# Benchmarks") -> None:
+    """Replace what lies between <!-- name:begin --> and <!-- name:end --> in `path`, keeping the
+    rest; append the section if the markers are missing, create the file if it is."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    block = f"{begin}\n{text.strip()}\n{end}"
+    path = Path(path)
+    old = path.read_text() if path.exists() else f"{title}\n"
+    i, j = old.find(begin), old.find(end)
+    if i >= 0 and j > i:
+        new = old[:i] + block + old[j + len(end):]
+    else:
+        new = old.rstrip("\n") + "\n\n" + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(new)

@@ -1,0 +1,57 @@
+"""`from aetool import denoise` on PIL images, numpy arrays and torch tensors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import aetool
+from conftest import structured_image
+
+
+@pytest.fixture(scope="module")
+def den(tiny_model):
+    return lambda x, **kw: aetool.denoise(x, model=str(tiny_model), sigma=kw.pop("sigma", 10), **kw)
+
+
+def test_pil_modes_round_trip(den):
+    for mode in ("RGB", "L", "RGBA", "LA"):
+        im = Image.fromarray(structured_image()).convert(mode)
+        out = den(im)
+        assert isinstance(out, Image.Image) and out.mode == mode and out.size == im.size
+    rgba = Image.fromarray(structured_image()).convert("RGBA")
+    rgba.putalpha(77)
+    assert np.all(np.asarray(den(rgba))[..., 3] == 77)
+
+
+def test_numpy_dtypes_and_shapes(den):
+    img = structured_image()
+    assert den(img).dtype == np.uint8 and den(img).shape == img.shape
+    assert den(img.astype(np.uint16) * 257).dtype == np.uint16
+    f = den(img.astype(np.float32) / 255)
+    assert f.dtype == np.float32 and 0 <= f.min() and f.max() <= 1
+    assert den(img[..., 0]).shape == img.shape[:2]
+    rgba = np.dstack([img, np.full(img.shape[:2], 9, np.uint8)])
+    assert np.all(den(rgba)[..., 3] == 9)
+
+
+def test_torch_tensors(den):
+    import torch
+
+    t = torch.from_numpy(structured_image()).permute(2, 0, 1).float() / 255
+    assert den(t).shape == t.shape
+    assert den(t[None].repeat(2, 1, 1, 1)).shape == (2, *t.shape)
+
+
+def test_strength_blends_and_bad_input(den):
+    img = structured_image().astype(np.float32) / 255
+    assert np.allclose(den(img, strength=0.0), img)
+    with pytest.raises(TypeError):
+        den("not an image")
+
+
+def test_blind_by_default_uses_the_estimate(tiny_model):
+    from aetool.api import Denoiser
+
+    out, info = Denoiser(str(tiny_model))(structured_image().astype(np.float32) / 255)
+    assert "sigma_estimated" in info and out.shape == (96, 128, 3)

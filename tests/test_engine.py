@@ -1,0 +1,91 @@
+"""Tiling, batching and the fallbacks (out of memory, half-precision overflow)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aetool.engine import EngineOptions, Runner, tile_starts
+from conftest import structured_image
+
+
+def test_tile_starts_cover_the_image():
+    for length, tile, overlap in [(1000, 256, 64), (256, 256, 64), (100, 256, 64), (257, 256, 64)]:
+        starts = tile_starts(length, tile, overlap)
+        covered = np.zeros(length, bool)
+        for s in starts:
+            covered[s:s + tile] = True
+        assert covered.all() and starts[-1] + min(tile, length) == length
+
+
+def test_tiled_equals_untiled_with_blended_seams():
+    import torch
+
+    torch.manual_seed(0)
+    conv = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 5, padding=2), torch.nn.ReLU(), torch.nn.Conv2d(8, 3, 5, padding=2))
+    img = structured_image(150, 230).astype(np.float32) / 255
+    full = Runner(EngineOptions(tile=0)).run(conv, img)
+    tiled = Runner(EngineOptions(tile=64, overlap=32, batch_size=3)).run(conv, img)
+    assert np.abs(full - tiled).max() < 1 / 255
+
+
+def test_out_of_memory_halves_the_tile_and_retries():
+    sizes = []
+
+    def fn(x):
+        sizes.append(x.shape[-1])
+        if x.shape[-1] > 64:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return x * 0.5
+
+    img = structured_image(100, 200).astype(np.float32) / 255
+    out = Runner(EngineOptions(tile=256, batch_size=4)).run(fn, img)
+    np.testing.assert_allclose(out, img * 0.5, atol=1e-6)
+    assert sizes[0] == 200 and max(sizes[-3:]) <= 64
+
+
+def test_other_errors_are_not_retried():
+    def fn(x):
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError):
+        Runner(EngineOptions(tile=0)).run(fn, np.zeros((8, 8, 3), np.float32))
+
+
+def test_half_precision_overflow_is_redone_in_fp32():
+    import torch
+
+    def fn(x):
+        if torch.is_autocast_enabled("cpu"):
+            return x * float("nan")
+        return x + 0.25
+
+    img = np.full((16, 16, 3), 0.5, np.float32)
+    out = Runner(EngineOptions(precision="bf16", tile=0)).run(fn, img)
+    np.testing.assert_allclose(out, 0.75)
+
+
+def test_scale_and_channel_change_are_supported():
+    import torch
+
+    def up2(x):
+        return torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest").mean(1, keepdim=True)
+
+    img = structured_image(70, 90).astype(np.float32) / 255
+    full = Runner(EngineOptions(tile=0)).run(up2, img, scale=2, out_channels=1)
+    tiled = Runner(EngineOptions(tile=64, overlap=16)).run(up2, img, scale=2, out_channels=1)
+    assert full.shape == (140, 180, 1)
+    np.testing.assert_allclose(full, tiled, atol=1e-5)
+
+
+def test_bad_engine_options():
+    from aetool.engine import parse_tile
+    from aetool.errors import UsageError
+
+    with pytest.raises(UsageError):
+        parse_tile("12")
+    with pytest.raises(UsageError):
+        Runner(EngineOptions(device="cuda:7"))
+    with pytest.raises(UsageError):
+        Runner(EngineOptions(device="gpu"))
+    with pytest.raises(UsageError):
+        Runner(EngineOptions(precision="fp8"))
