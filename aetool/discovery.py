@@ -31,18 +31,22 @@ def is_hidden_or_system(name: str) -> bool:
     return name.startswith(".") or name.lower() in SYSTEM_FILES
 
 
-def _walk(root: Path, recursive: bool) -> list[Path]:
+def _walk(root: Path, recursive: bool, exclude: Path | None = None) -> list[Path]:
     found = []
+    skip = exclude.resolve() if exclude is not None else None
     if recursive:
         for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if not is_hidden_or_system(d))
+            # Never descend into the output folder: a re-run must not take outputs as inputs.
+            dirnames[:] = sorted(d for d in dirnames if not is_hidden_or_system(d)
+                                 and (skip is None or (Path(dirpath) / d).resolve() != skip))
             found.extend(Path(dirpath) / f for f in sorted(filenames))
     else:
         found = sorted(p for p in root.iterdir() if p.is_file())
     return [p for p in found if not is_hidden_or_system(p.name) and p.suffix.lower() in IMAGE_EXTENSIONS]
 
 
-def collect_inputs(inputs: list[str], recursive: bool = False) -> tuple[list[InputItem], list[tuple[str, str]]]:
+def collect_inputs(inputs: list[str], recursive: bool = False, exclude: Path | None = None
+                   ) -> tuple[list[InputItem], list[tuple[str, str]]]:
     """Expand files, folders and glob patterns. Returns the items and (input, reason) for those
     that do not exist (failures to report, not a reason to stop the batch)."""
     items: list[InputItem] = []
@@ -53,7 +57,7 @@ def collect_inputs(inputs: list[str], recursive: bool = False) -> tuple[list[Inp
             continue
         path = Path(raw).expanduser()
         if path.is_dir():
-            for p in _walk(path, recursive):
+            for p in _walk(path, recursive, exclude):
                 items.append(InputItem(p, p.relative_to(path)))
         elif path.is_file():
             items.append(InputItem(path, Path(path.name), explicit=True))
@@ -61,7 +65,8 @@ def collect_inputs(inputs: list[str], recursive: bool = False) -> tuple[list[Inp
             base = Path(raw.split("*")[0].split("?")[0].split("[")[0]).expanduser()
             base = base if str(base).endswith(os.sep) or base.is_dir() else base.parent
             matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(raw), recursive=True))
-            matches = [m for m in matches if m.is_file() and not is_hidden_or_system(m.name)]
+            matches = [m for m in matches if m.is_file() and not is_hidden_or_system(m.name)
+                       and m.suffix.lower() in IMAGE_EXTENSIONS]
             if not matches:
                 missing.append((raw, "the pattern matches no file"))
             for m in matches:

@@ -60,7 +60,7 @@ def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
     """Apply an EXIF orientation (1-8) to an (H, W, ...) array, as ImageOps.exif_transpose does."""
     ops = {2: lambda x: x[:, ::-1], 3: lambda x: x[::-1, ::-1], 4: lambda x: x[::-1],
            5: lambda x: np.swapaxes(x, 0, 1), 6: lambda x: np.rot90(x, -1),
-           7: lambda x: np.rot90(x, 1)[::-1], 8: lambda x: np.rot90(x, 1)}
+           7: lambda x: np.swapaxes(x[::-1, ::-1], 0, 1), 8: lambda x: np.rot90(x, 1)}
     return np.ascontiguousarray(ops[orientation](a)) if orientation in ops else a
 
 
@@ -91,8 +91,8 @@ def read_image(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS)
         raise ImageError(f"cannot decode the image: {exc}") from None
     w, h = im.size
     if w * h > max_pixels:
-        raise ImageTooLargeError(f"the image is {w}x{h} = {w * h / 1e6:.0f} MP, above the limit of "
-                                 f"{max_pixels / 1e6:.0f} MP (raise it with --max-pixels if you trust the file)")
+        raise ImageTooLargeError(f"the image is {w}x{h} = {w * h / 1e6:.3g} MP, above the limit of "
+                                 f"{max_pixels / 1e6:.3g} MP (raise it with --max-pixels if you trust the file)")
     try:
         return _decode(im, data)
     except ImageError:
@@ -102,8 +102,14 @@ def read_image(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS)
 
 
 def _decode(im, data: bytes) -> Picture:
-    exif_obj = im.getexif()
-    orientation = int(exif_obj.get(_ORIENTATION_TAG, 1) or 1)
+    from PIL import Image
+
+    own_exif = im.getexif()
+    orientation = int(own_exif.get(_ORIENTATION_TAG, 1) or 1)
+    exif_obj = Image.Exif()  # a copy: editing the image's own EXIF breaks some TIFF decoders
+    raw_exif = own_exif.tobytes()
+    if len(own_exif) and len(raw_exif) > 6:
+        exif_obj.load(raw_exif)
     if orientation != 1:
         exif_obj[_ORIENTATION_TAG] = 1
     exif = exif_obj.tobytes()[6:] if len(exif_obj) else None  # drop the "Exif\0\0" prefix
@@ -159,6 +165,8 @@ def _decode(im, data: bytes) -> Picture:
                 alpha = arr[..., -1].astype(np.float32) / 255.0
                 arr = arr[..., :-1]
             pixels = arr.astype(np.float32) / 255.0
+    if fmt == "TIFF" and bits == 8:
+        orientation = 1  # Pillow's TIFF decoder has already applied it
     pixels = _orient(pixels, orientation)
     if alpha is not None:
         alpha = _orient(alpha, orientation)
@@ -204,8 +212,8 @@ def encode_image(pic: Picture, suffix: str, quality: int | None = None) -> bytes
     bits = 16 if pic.bit_depth == 16 and suffix in SIXTEEN_BIT_SUFFIXES else 8
     alpha = pic.alpha
     pixels = pic.pixels
-    if alpha is not None and fmt == "JPEG":
-        # JPEG holds no alpha: flatten onto white, as image viewers show it.
+    if alpha is not None and fmt in ("JPEG", "BMP"):
+        # JPEG holds no alpha, and few readers honour BMP's: flatten onto white, as viewers show it.
         pixels = pixels * alpha[..., None] + (1.0 - alpha[..., None])
         alpha = None
     planes = [pixels] + ([alpha[..., None]] if alpha is not None else [])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -195,6 +196,7 @@ def save_weights(model, path: Path, task: str, half: bool = True, extra: dict | 
     if extra:
         meta.update(extra)
     save_file(state, str(path), metadata={"aetool": json.dumps(meta)})
+    os.chmod(path, 0o644)
 
 
 def count_parameters(model) -> int:

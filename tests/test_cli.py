@@ -205,3 +205,25 @@ def test_models_list_and_info():
     card = json.loads(r.output)
     assert card["task"] == "denoise" and card["sha256"] and card["training"]["command"].startswith("aetool train")
     assert run("models", "info", "nope").exit_code == 2
+
+
+def test_file_to_stdout_and_output_file_for_many_inputs(photo_dir, tmp_path, tiny_model):
+    proc = subprocess.run([sys.executable, "-m", "aetool", "denoise", str(photo_dir / "a.png"), "-o", "-",
+                           "--model", str(tiny_model), "--sigma", "5"], capture_output=True)
+    assert proc.returncode == 0 and proc.stdout[:4] == b"\x89PNG"
+    r = run("denoise", photo_dir, "-o", tmp_path / "x.png", "--model", tiny_model, "--sigma", "5")
+    assert r.exit_code == 2 and "output folder" in r.output
+
+
+def test_rerun_with_output_inside_input_tree_does_not_reprocess_outputs(photo_dir, tiny_model):
+    out = photo_dir / "clean"
+    for _ in range(2):
+        r = run("denoise", photo_dir, "-r", "-o", out, "--model", tiny_model, "--sigma", "5", "-q")
+        assert r.exit_code == 0, r.output
+    assert not (out / "clean").exists()
+
+
+def test_globs_take_image_files_only(photo_dir, tmp_path, tiny_model):
+    (photo_dir / "notes.txt").write_text("x")
+    r = run("denoise", str(photo_dir / "*"), "-o", tmp_path / "o", "--model", tiny_model, "--sigma", "5", "-q")
+    assert r.exit_code == 0, r.output

@@ -122,3 +122,27 @@ def test_decompression_bomb_limit(tmp_path):
     Image.fromarray(structured_image()).save(tmp_path / "x.png")
     with pytest.raises(ImageTooLargeError):
         read_image(tmp_path / "x.png", max_pixels=1000)
+
+
+@pytest.mark.parametrize("orientation", [2, 3, 5, 6, 7, 8])
+def test_exif_orientation_in_png_tiff_and_16bit_tiff(tmp_path, orientation):
+    import tifffile
+    from PIL import ImageOps
+
+    img = structured_image(40, 60)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(img).save(tmp_path / "r.png", exif=exif.tobytes())
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "r.png")))
+    Image.fromarray(img).save(tmp_path / "r.tif", exif=exif.tobytes())
+    tifffile.imwrite(tmp_path / "r16.tif", img.astype(np.uint16) * 257, photometric="rgb",
+                     extratags=[(274, 3, 1, orientation, True)])
+    for name in ("r.png", "r.tif", "r16.tif"):
+        pic = read_image(tmp_path / name)
+        np.testing.assert_array_equal(np.round(pic.pixels * 255).astype(np.uint8), expected, err_msg=name)
+
+
+def test_bmp_output_flattens_alpha(tmp_path):
+    pic = Picture(pixels=np.zeros((8, 8, 1), np.float32), alpha=np.zeros((8, 8), np.float32))
+    res = np.asarray(Image.open(io.BytesIO(encode_image(pic, ".bmp"))))
+    assert res.ndim == 2 and res.min() > 250

@@ -20,8 +20,14 @@ FORMATS = ["png", "jpg", "jpeg", "webp", "tiff", "tif", "bmp", "avif", "same"]
 
 def engine_options(device: str, precision: str, tile: str, batch_size: int, workers: int,
                    max_pixels: float) -> EngineOptions:
+    import re
+
     if max_pixels <= 0:
         raise UsageError("--max-pixels must be positive (megapixels)")
+    if precision not in ("auto", "fp32", "fp16", "bf16"):
+        raise UsageError("--precision must be auto, fp32, fp16 or bf16")
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device):
+        raise UsageError(f"--device must be auto, cpu, cuda, cuda:N or mps, got '{device}'")
     return EngineOptions(device=device, precision=precision, tile=parse_tile(tile), batch_size=batch_size,
                          workers=workers, max_pixels=int(max_pixels * 1e6))
 
@@ -32,7 +38,8 @@ def run_image_command(name: str, inputs: list[str], output: str | None, *, recur
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}")
-    items, missing = collect_inputs(inputs, recursive)
+    exclude = Path(output).expanduser() if output not in (None, "-") else None
+    items, missing = collect_inputs(inputs, recursive, exclude=exclude)
     to_stdout = output == "-" or (output is None and any(it.is_stdin for it in items))
     if to_stdout and len(items) + len(missing) != 1:
         raise UsageError("standard output takes exactly one image; give a folder with -o for several")
@@ -43,11 +50,14 @@ def run_image_command(name: str, inputs: list[str], output: str | None, *, recur
     folder_input = any(Path(i).expanduser().is_dir() for i in inputs)
     single_file = (not to_stdout and len(items) == 1 and not folder_input and has_image_extension(output)
                    and not Path(output).expanduser().is_dir())
-    if not to_stdout and not single_file and Path(output).expanduser().is_file():
-        raise UsageError(f"-o {output} is a file; several inputs need an output folder")
+    out_path = None if to_stdout else Path(output).expanduser()
+    if out_path is not None and not single_file and (out_path.is_file() or (has_image_extension(out_path)
+                                                                             and not out_path.is_dir())):
+        raise UsageError(f"-o {output} names a file, but there are {len(items) + len(missing)} inputs; "
+                         "give an output folder")
 
     def plan(item):
-        return plan_output(item, None if to_stdout else output, single_file, suffix, fmt)
+        return plan_output(item, "-" if to_stdout else output, single_file, suffix, fmt)
 
     def suffix_for(job) -> str:
         if job.output is not None:
@@ -91,7 +101,8 @@ def run_image_command(name: str, inputs: list[str], output: str | None, *, recur
         jobs = []
     if not items and not missing:
         if not quiet:
-            print(f"aetool: no images found in {' '.join(inputs)} (folders need -r for subfolders)", file=sys.stderr)
+            hint = "" if recursive else " (add -r to go into subfolders)"
+            print(f"aetool: no images found in {' '.join(inputs)}{hint}", file=sys.stderr)
     try:
         if jobs:
             process = make_processor()

@@ -12,10 +12,10 @@ Output = Annotated[Optional[str], typer.Option("--output", "-o", help="Output fo
                                                "is one input; - for standard output.", show_default=False)]
 Recursive = Annotated[bool, typer.Option("--recursive", "-r", help="Go into subfolders; the output mirrors the tree.")]
 Suffix = Annotated[str, typer.Option(help="Text added to each output file name before the extension.")]
-Format = Annotated[str, typer.Option("--format", "-f", help="Output format: png, jpg, webp, tiff, bmp, or same "
-                                     "(keep each input's format).")]
-Quality = Annotated[Optional[int], typer.Option(min=1, max=100, help="JPEG/WebP/AVIF quality (default 95; WebP 100 "
-                                                "= lossless).", show_default=False)]
+Format = Annotated[str, typer.Option("--format", "-f", help="Output format: png, jpg, webp, tiff, bmp, avif, or "
+                                     "same (keep each input's format). Ignored when -o names a file.")]
+Quality = Annotated[Optional[int], typer.Option(min=1, max=100, help="JPEG/WebP quality (default 95; WebP 100 "
+                                                "= lossless), AVIF (default 90).", show_default=False)]
 Device = Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")]
 BatchSize = Annotated[int, typer.Option(min=0, help="Tiles per forward pass (0: 8 on GPU, 1 on CPU).")]
 Tile = Annotated[str, typer.Option(help="Tile size in pixels for large images: auto, 0 (never tile) or N.")]

@@ -86,6 +86,13 @@ def autocast_dtype(precision: str, device: str):
     return {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
 
 
+def precision_name(precision: str, device: str) -> str:
+    import torch
+
+    dtype = autocast_dtype(precision, device)
+    return {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[dtype]
+
+
 def machine_description(device: str) -> str:
     import torch
 
@@ -244,6 +251,16 @@ def train(cfg: TrainConfig, task) -> dict:
         history.val_psnr.append(psnr)
         return psnr
 
+    # SIGTERM (a scheduler or `kill`) stops like Ctrl-C: checkpoint first, so --resume loses nothing.
+    import signal
+    import threading
+
+    def _terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
+
     window: list[float] = []
     t_window = time.time()
     steps_window = 0
@@ -317,7 +334,7 @@ def export(model, out: Path, task, cfg: TrainConfig, history: History, step: int
                 training={"command": cfg.command, "data": task.data_description(), "steps": step,
                           "batch_size": cfg.batch_size, "patch": cfg.patch, "lr": cfg.lr,
                           "seconds": round(history.seconds), "machine": machine_description(device),
-                          "precision": cfg.precision, "init": cfg.init,
+                          "precision": precision_name(cfg.precision, device), "init": cfg.init,
                           "final_val_psnr": round(history.val_psnr[-1], 3) if history.val_psnr else None,
                           "validation": task.validation_description()})
     card.save(out.with_suffix(".json"))
