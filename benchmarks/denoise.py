@@ -48,7 +48,7 @@ def parse_args(argv=None):
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data",
                     help="data folder (default: ../shared/data from the project root); sets are read "
                          "from DATA/test/denoise/<set>")
-    ap.add_argument("--sets", type=csv, default=csv("cbsd68,kodak24,mcmaster"), help="colour sets (read as RGB)")
+    ap.add_argument("--sets", type=csv, default=csv("cbsd68,kodak24,mcmaster"), help="colour sets (read as RGB); LABEL=FOLDER adds a folder of clean photos from elsewhere")
     ap.add_argument("--gray-sets", type=csv, default=csv("set12,bsd68"), help="grey sets (read as L)")
     ap.add_argument("--sigmas", type=lambda s: [int(x) for x in csv(s)], default=[15, 25, 50],
                     help="noise levels, 0-255 units (default 15,25,50)")
@@ -68,6 +68,16 @@ def parse_args(argv=None):
     ap.add_argument("--published", action="store_true",
                     help="also run the published-paper protocol through aetool's Python API")
     args = ap.parse_args(argv)
+    # A set may also be given as LABEL=FOLDER: photos outside ../shared, measured by the same protocol.
+    args.set_dirs = {}
+    for attr in ("sets", "gray_sets"):
+        labels = []
+        for item in getattr(args, attr):
+            label, _, folder = item.partition("=")
+            if folder:
+                args.set_dirs[label] = Path(folder)
+            labels.append(label)
+        setattr(args, attr, labels)
     bad = set(args.methods) - set(METHODS)
     if bad:
         ap.error(f"unknown method(s) {', '.join(sorted(bad))}; choose from {', '.join(METHODS)}")
@@ -76,8 +86,8 @@ def parse_args(argv=None):
 
 
 # ---------------------------------------------------------------- the protocol
-def load_set(data: Path, name: str, mode: str, limit: int | None):
-    folder = data / "test" / "denoise" / name
+def load_set(data: Path, name: str, mode: str, limit: int | None, folder: Path | None = None):
+    folder = folder or data / "test" / "denoise" / name
     paths = list_images(folder)
     if not paths:
         raise SystemExit(f"no images in {folder}")
@@ -337,7 +347,7 @@ def main(argv=None) -> int:
     aetool_methods = [m for m in args.methods if m.startswith("aetool")] or ["aetool-blind", "aetool-sigma"]
     try:
         for name in mode:
-            images, total = load_set(args.data, name, mode[name], args.limit)
+            images, total = load_set(args.data, name, mode[name], args.limit, args.set_dirs.get(name))
             counts[name] = (len(images), total)
             for sigma in args.sigmas:
                 noisy_dir = work / "noisy" / name / f"sigma{sigma}"

@@ -52,6 +52,10 @@ def denoise_command(
 ):
     """Remove noise from photos with a denoising autoencoder, blind or told the noise level."""
     opts = engine_options(device, precision, tile, batch_size, workers, max_pixels)
+    if model is not None:
+        from ..registry import find_card
+
+        find_card(model)  # a wrong name is a usage error before any file is touched
 
     def make_processor():
         from ..api import Denoiser
