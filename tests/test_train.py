@@ -90,3 +90,20 @@ def test_missing_data_folder_is_a_usage_error(tmp_path):
     r = runner.invoke(app, ["train", "denoise", "--data", str(tmp_path / "none"), "--out",
                             str(tmp_path / "x.safetensors")])
     assert r.exit_code == 2 and "does not exist" in r.output
+
+
+def test_init_fine_tunes_an_existing_model(train_dir, tmp_path):
+    base = tmp_path / "base.safetensors"
+    r = runner.invoke(app, ["train", "denoise", "--data", str(train_dir), "--out", str(base), "--steps", "2",
+                            "--val-every", "2", *TINY])
+    assert r.exit_code == 0, r.output
+    tuned = tmp_path / "tuned.safetensors"
+    r = runner.invoke(app, ["train", "denoise", "--data", str(train_dir), "--out", str(tuned), "--steps", "2",
+                            "--val-every", "2", "--init", str(base), *TINY])
+    assert r.exit_code == 0, r.output
+    card = json.loads(tuned.with_suffix(".json").read_text())
+    assert card["training"]["init"] == str(base) and card["config"] == json.loads(
+        base.with_suffix(".json").read_text())["config"]
+    r = runner.invoke(app, ["train", "denoise", "--data", str(train_dir), "--out", str(tmp_path / "g.safetensors"),
+                            "--init", str(base), "--channels", "1", *TINY])
+    assert r.exit_code == 2 and "channels" in r.output
