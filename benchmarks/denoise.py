@@ -64,6 +64,8 @@ def parse_args(argv=None):
     ap.add_argument("--update-cards", action="store_true",
                     help="write the aetool-blind numbers into the metrics of weights/denoise-{color,gray}.json "
                          "(with --limit the card says how many images per set were measured)")
+    ap.add_argument("--section", default="denoise",
+                    help="name of the marked section of --out-md to replace (e.g. denoise-heldout)")
     ap.add_argument("--aetool", default="aetool", help='command that runs aetool (default "aetool")')
     ap.add_argument("--published", action="store_true",
                     help="also run the published-paper protocol through aetool's Python API")
@@ -384,7 +386,7 @@ def main(argv=None) -> int:
 
     target_rows = targets(results, groups, args.sigmas)
     text = report(args, info, counts, results, pub, target_rows, groups)
-    write_section(args.out_md, "denoise", text)
+    write_section(args.out_md, args.section, text)
     args.out_json.parent.mkdir(parents=True, exist_ok=True)
     args.out_json.write_text(json.dumps({**info, "images": {s: {"used": n, "in_set": t} for s, (n, t) in counts.items()},
                                          "results": results, "published": pub, "targets": target_rows}, indent=1) + "\n")

@@ -20,7 +20,7 @@ def _metric(card) -> str:
     m = card.metrics or {}
     # One headline number: mean blind PSNR at sigma 25 over the test sets, if measured.
     v = m.get("psnr_sigma25_blind_mean")
-    return f"{v:.2f} dB (σ25)" if isinstance(v, (int, float)) else "-"
+    return f"{v:.2f} dB" if isinstance(v, (int, float)) else "-"
 
 
 @models_app.callback()
@@ -39,9 +39,10 @@ def list_models(ctx: typer.Context,
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="aetool pretrained models")
-    for col in ("name", "task", "channels", "parameters", "file", "PSNR", "default"):
-        table.add_column(col)
+    table = Table(title="aetool pretrained models",
+                  caption="PSNR σ25: blind, mean over the test sets (docs/benchmarks.md)")
+    for col in ("name", "task", "channels", "parameters", "file", "PSNR σ25", "default"):
+        table.add_column(col, no_wrap=True)
     for c in cards:
         size = c.path.stat().st_size if c.path and c.path.exists() else 0
         table.add_row(c.name, c.task, "grey" if c.channels == 1 else "colour", f"{c.parameters / 1e6:.2f} M",
