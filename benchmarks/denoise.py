@@ -267,7 +267,7 @@ def published_table(pub, groups, sigmas) -> str:
 def report(args, info, counts, results, pub, target_rows, groups) -> str:
     subset = f" — **subset: only the first {args.limit} by file name (--limit)**" if args.limit else ""
     lines = [
-        "## Denoising", "",
+        "## Denoising" + ("" if args.section == "denoise" else f" ({args.section})"), "",
         f"Measured {info['date']} on {machine_line(info['machine'])}.  ",
         f"Command: `{info['command']}`  ",
         "Images per set: " + ", ".join(f"{s} {n} of {total}" for s, (n, total) in counts.items()) + subset + ".",
