@@ -4,6 +4,7 @@ overflow. The whole image stays in host memory; only tiles go to the device.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -54,6 +55,16 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     starts = list(range(0, length - tile, step))
     starts.append(length - tile)
     return starts
+
+
+def _fit_tile(length: int, tile: int, overlap: int) -> int:
+    """The tile side that covers `length` with the fewest tiles of at most `tile`, spread evenly,
+    so that the last tile does not redo most of its neighbour (a multiple of 8 where possible)."""
+    if length <= tile:
+        return length
+    n = math.ceil((length - overlap) / (tile - overlap))
+    size = math.ceil((length + (n - 1) * overlap) / n)
+    return min(length, tile, -(-size // 8) * 8)
 
 
 def _ramp(n: int, overlap: int, at_start: bool, at_end: bool) -> np.ndarray:
@@ -146,8 +157,9 @@ class Runner:
         if not tile or (h <= tile and w <= tile):
             y = self._forward(fn, self._to_device(image[None]))
             return y[0].permute(1, 2, 0).cpu().numpy()
-        th, tw = min(tile, h), min(tile, w)
-        overlap = min(self.options.overlap, th // 2, tw // 2)
+        overlap = min(self.options.overlap, tile // 2)
+        th, tw = _fit_tile(h, tile, overlap), _fit_tile(w, tile, overlap)
+        overlap = min(overlap, th // 2, tw // 2)
         ys, xs = tile_starts(h, th, overlap), tile_starts(w, tw, overlap)
         out = np.zeros((h * scale, w * scale, oc), np.float32)
         weight = np.zeros((h * scale, w * scale, 1), np.float32)

@@ -92,6 +92,8 @@ _MIN_CLIPPED = 1e-3
 _ITERS = 10
 # Nested sets of least textured patches measured, as fractions of the usable candidates.
 _LEVELS = (0.02, 0.05, 0.1, 0.2, 0.4)
+# Colour estimates below this (0-255 units) are checked against the green channel alone.
+_CROSS_CHANNEL_FLOOR = 3.0
 # Fixed seed of the local generator that picks positions (deterministic results).
 _SEED = 0x5EED
 
@@ -163,7 +165,15 @@ def estimate_noise(image: np.ndarray, data_range: float = 255.0) -> float:
     rng = np.random.default_rng(_SEED)
     per_region = max(_MAX_CANDIDATES // len(regions), 1)
     cands = [_candidates(r, to_255, d, ring, per_region, rng, clipped, snap) for r in regions]
-    return float(_estimate(cands, d, c, ring, q, clipped, rng))
+    sigma = float(_estimate(cands, d, c, ring, q, clipped, rng))
+    if c > 1 and sigma < _CROSS_CHANNEL_FLOOR:
+        # Chroma-subsampled JPEG (4:2:0, most camera and web JPEGs) smooths the colour-difference
+        # noise, so the cross-channel eigenvalue tail reads near zero although the luminance is
+        # noisy. Measure the green channel, which carries most of the luminance, on its own.
+        green = estimate_noise(arr[:, :, 1], data_range)
+        if green > 2 * sigma + 1:
+            sigma = green
+    return sigma
 
 
 def _regions(arr: np.ndarray) -> list[np.ndarray]:

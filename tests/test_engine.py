@@ -89,3 +89,12 @@ def test_bad_engine_options():
         Runner(EngineOptions(device="gpu"))
     with pytest.raises(UsageError):
         Runner(EngineOptions(precision="fp8"))
+
+
+def test_tiles_are_spread_evenly():
+    from aetool.engine import _fit_tile
+
+    for length, tile, overlap in [(3000, 1024, 64), (2000, 1024, 64), (1025, 1024, 64), (5000, 512, 32)]:
+        side = _fit_tile(length, tile, overlap)
+        n = len(tile_starts(length, side, overlap))
+        assert side <= tile and n * side <= 1.25 * length + n * overlap

@@ -193,3 +193,19 @@ def test_invalid_inputs():
     bad[3, 3] = np.nan
     with pytest.raises(ValueError):
         estimate_noise(bad)
+
+
+@pytest.mark.parametrize("sigma", [10, 25, 50])
+def test_chroma_subsampled_jpeg_is_not_read_as_clean(sigma):
+    """4:2:0 JPEG smooths the colour noise; the estimate must still see the luminance noise."""
+    import io
+
+    from PIL import Image
+
+    from conftest import structured_image
+
+    noisy = add_gaussian_noise(structured_image(192, 256, seed=4), sigma, np.random.default_rng(sigma))
+    buf = io.BytesIO()
+    Image.fromarray(noisy).save(buf, "JPEG", quality=95, subsampling=2)
+    est = estimate_noise(np.asarray(Image.open(buf)))
+    assert est > 0.4 * sigma
