@@ -88,7 +88,7 @@ class Runner:
     def __init__(self, options: EngineOptions | None = None):
         import torch
 
-        from .training.loop import autocast_dtype, resolve_device
+        from .device import autocast_dtype, resolve_device
 
         self.options = options or EngineOptions()
         self.device = resolve_device(self.options.device)
