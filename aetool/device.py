@@ -1,22 +1,31 @@
 """Choosing the device and the mixed-precision dtype, shared by inference and training."""
 from __future__ import annotations
 
+import re
+
 from .errors import UsageError
+
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+
+def check_names(device: str, precision: str) -> None:
+    """Validate --device and --precision spellings without importing torch."""
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device):
+        raise UsageError(f"--device must be auto, cpu, cuda, cuda:N or mps, got '{device}'")
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
 
 
 def resolve_device(name: str) -> str:
     import torch
 
+    check_names(name, "auto")
     if name == "auto":
         if torch.cuda.is_available():
             return "cuda"
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return "mps"
         return "cpu"
-    import re
-
-    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", name):
-        raise UsageError(f"--device must be auto, cpu, cuda, cuda:N or mps, got '{name}'")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {name}: CUDA is not available on this machine (use cpu or auto)")
     if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():

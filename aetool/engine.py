@@ -88,13 +88,12 @@ class Runner:
     def __init__(self, options: EngineOptions | None = None):
         import torch
 
-        from .device import autocast_dtype, resolve_device
+        from .device import autocast_dtype, check_names, resolve_device
 
         self.options = options or EngineOptions()
+        check_names(self.options.device, self.options.precision)
         self.device = resolve_device(self.options.device)
         self.kind = self.device.split(":")[0]
-        if self.options.precision not in ("auto", "fp32", "fp16", "bf16"):
-            raise UsageError("--precision must be auto, fp32, fp16 or bf16")
         self.amp_dtype = autocast_dtype(self.options.precision, self.device)
         if self.kind == "cpu" and self.amp_dtype == torch.float16:
             raise UsageError("--precision fp16 is not supported on CPU; use bf16 or fp32")

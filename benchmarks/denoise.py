@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from aetool.noise import add_gaussian_noise
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baselines import NLM_RULE  # noqa: E402
 from common import (ROOT, json_lines, list_images, machine, machine_line, md_table, megapixels,  # noqa: E402
@@ -97,8 +99,7 @@ def load_set(data: Path, name: str, mode: str, limit: int | None, folder: Path |
 
 
 def add_noise(clean: np.ndarray, sigma: int, i: int) -> np.ndarray:
-    rng = np.random.default_rng(1000 * sigma + i)
-    return to_uint8(clean + rng.normal(0, sigma, clean.shape))
+    return add_gaussian_noise(clean, sigma, np.random.default_rng(1000 * sigma + i))
 
 
 def command(method: str, args, sigma: int, inp: Path, out: Path) -> list[str]:

@@ -20,14 +20,11 @@ FORMATS = ["png", "jpg", "jpeg", "webp", "tiff", "tif", "bmp", "avif", "same"]
 
 def engine_options(device: str, precision: str, tile: str, batch_size: int, workers: int,
                    max_pixels: float) -> EngineOptions:
-    import re
+    from ..device import check_names
 
     if max_pixels <= 0:
         raise UsageError("--max-pixels must be positive (megapixels)")
-    if precision not in ("auto", "fp32", "fp16", "bf16"):
-        raise UsageError("--precision must be auto, fp32, fp16 or bf16")
-    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device):
-        raise UsageError(f"--device must be auto, cpu, cuda, cuda:N or mps, got '{device}'")
+    check_names(device, precision)
     return EngineOptions(device=device, precision=precision, tile=parse_tile(tile), batch_size=batch_size,
                          workers=workers, max_pixels=int(max_pixels * 1e6))
 

@@ -32,8 +32,6 @@ def recorded_command(fn, values: dict, prefix: list[str]) -> str:
 
 train_app = typer.Typer(help="Train or fine-tune a model on your own images.", no_args_is_help=True)
 
-PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
-
 
 @train_app.command("denoise", epilog="""Examples:
 
@@ -75,12 +73,12 @@ def train_denoise(
 ):
     """Train a denoising autoencoder on clean images with synthetic Gaussian noise."""
     command = recorded_command(train_denoise, dict(locals()), ["aetool", "train", "denoise"])
+    from ..device import check_names
     from ..errors import UsageError
     from ..training.denoise import DenoiseTask
     from ..training.loop import TrainConfig, train
 
-    if precision not in PRECISIONS:
-        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}")
+    check_names(device, precision)
     if channels not in (1, 3):
         raise UsageError("--channels must be 1 (grey) or 3 (colour)")
     try:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..noise import add_gaussian_noise
 from .data import PatchSampler, center_crops, list_images, load_images
 
 
@@ -58,8 +59,7 @@ class DenoiseTask:
         self.val_clean, self.val_noisy = [], []
         for i, c in enumerate(crops):
             for s in self.val_sigmas:
-                noisy = np.clip(np.round(c + np.random.default_rng(10_000 + 100 * s + i).normal(0, s, c.shape)),
-                                0, 255).astype(np.uint8)
+                noisy = add_gaussian_noise(c, s, np.random.default_rng(10_000 + 100 * s + i))
                 self.val_clean.append(c)
                 self.val_noisy.append((noisy, s))
         self.device = device
