@@ -4,7 +4,8 @@ shared/BENCHMARKS.md ("Common rules" and "Denoising").
 For every test set and noise level sigma it writes the noisy inputs as 8-bit PNGs (image i of the
 set sorted by file name gets clip(round(x + n), 0, 255), n drawn from
 numpy.random.default_rng(1000 * sigma + i)), runs each method as a command over that folder
-(`aetool denoise` blind and told sigma; benchmarks/baselines.py for BM3D and NLM), times the whole
+(`aetool denoise` blind and told sigma, and blind with --precision fp32 to show what the default
+bf16 on CPUs with native bf16 costs; benchmarks/baselines.py for BM3D and NLM), times the whole
 folder, and scores the outputs: PSNR (data range 255, RGB) and SSIM (skimage), mean per set, time
 in seconds per megapixel of input (median of --repeats runs). It writes a markdown section (between
 <!-- denoise:begin --> and <!-- denoise:end --> of --out-md) with the tables and a check of the
@@ -40,7 +41,7 @@ from baselines import NLM_RULE  # noqa: E402
 from common import (ROOT, json_lines, list_images, machine, machine_line, md_table, megapixels,  # noqa: E402
                     psnr, read_image, resolve_command, run_timed, ssim, to_uint8, write_png, write_section)
 
-METHODS = ["aetool-blind", "aetool-sigma", "bm3d", "nlm"]
+METHODS = ["aetool-blind", "aetool-sigma", "aetool-blind-fp32", "bm3d", "nlm"]
 CARDS = {"color": ROOT / "weights" / "denoise-color.json", "gray": ROOT / "weights" / "denoise-gray.json"}
 
 
@@ -105,6 +106,8 @@ def add_noise(clean: np.ndarray, sigma: int, i: int) -> np.ndarray:
 def command(method: str, args, sigma: int, inp: Path, out: Path) -> list[str]:
     if method.startswith("aetool"):
         cmd = resolve_command(args.aetool) + ["denoise", str(inp), "-o", str(out), "-q", "--json", "--overwrite"]
+        if method == "aetool-blind-fp32":  # what the default (bf16 on CPUs that have it) costs in PSNR
+            cmd += ["--precision", "fp32"]
         return cmd + (["--sigma", str(sigma)] if method == "aetool-sigma" else [])
     return [sys.executable, str(Path(__file__).with_name("baselines.py")), method, "--sigma", str(sigma),
             str(inp), str(out)]
@@ -159,7 +162,8 @@ def run_published(images, sigma: int, methods: list[str]) -> dict:
                 x = clean.astype(np.float64) / 255.0
                 np.random.seed(0)
                 noisy = x + np.random.normal(0, sigma / 255.0, x.shape)
-                out = denoise(noisy, sigma=sigma) if m == "aetool-sigma" else denoise(noisy)
+                precision = "fp32" if m == "aetool-blind-fp32" else "auto"
+                out = denoise(noisy, sigma=sigma if m == "aetool-sigma" else None, precision=precision)
                 rows.append({"file": name, "psnr": psnr(clean, to_uint8(np.asarray(out), 255.0))})
             res[m] = {"psnr": float(np.mean([r["psnr"] for r in rows])), "images": rows}
         except Exception as exc:
@@ -170,6 +174,7 @@ def run_published(images, sigma: int, methods: list[str]) -> dict:
 # ---------------------------------------------------------------- report
 def label(method: str, group: str) -> str:
     return {"aetool-blind": "aetool (blind)", "aetool-sigma": "aetool (told sigma)",
+            "aetool-blind-fp32": "aetool (blind, --precision fp32)",
             "bm3d": "CBM3D" if group == "color" else "BM3D", "nlm": "OpenCV NLM"}[method]
 
 
@@ -277,7 +282,8 @@ def report(args, info, counts, results, pub, target_rows, groups) -> str:
         "n from default_rng(1000·sigma + i); PSNR (dB, RGB, range 255) and SSIM (skimage) are means per set. "
         f"BM3D/CBM3D (`bm3d` package) is told the true sigma. {NLM_RULE}. Every method runs as one command "
         f"per folder; s/MP = wall time (median of {args.repeats}) per megapixel of input, over all folders of the "
-        "group, interpreter start and model loading included.",
+        "group, interpreter start and model loading included. aetool runs with its defaults "
+        f"(`--precision auto`, which is {info['aetool_cpu_precision']} on this CPU) unless the row says otherwise.",
     ]
     for group, sets in groups.items():
         title = "Colour" if group == "color" else "Grey"
@@ -334,13 +340,20 @@ def update_cards(info, results, pub, groups, sigmas, counts) -> None:
         print(f"updated the metrics of {path}", file=sys.stderr)
 
 
+def cpu_precision() -> str:
+    """What `--precision auto` means for aetool on this machine's CPU."""
+    from aetool.device import cpu_has_native_bf16
+
+    return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
 # ---------------------------------------------------------------- main
 def main(argv=None) -> int:
     args = parse_args(argv)
     info = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
             "command": shlex.join([sys.executable] + (sys.argv if argv is None else [__file__, *argv])),
             "data": str(args.data.resolve()), "limit": args.limit, "sigmas": args.sigmas, "methods": args.methods,
-            "repeats": args.repeats, "nlm_rule": NLM_RULE}
+            "repeats": args.repeats, "nlm_rule": NLM_RULE, "aetool_cpu_precision": cpu_precision()}
     groups = {g: sets for g, sets in (("color", args.sets), ("gray", args.gray_sets)) if sets}
     mode = {s: ("RGB" if g == "color" else "L") for g, sets in groups.items() for s in sets}
     work = args.work or Path(tempfile.mkdtemp(prefix="denoise-bench-"))

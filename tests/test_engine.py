@@ -98,3 +98,25 @@ def test_tiles_are_spread_evenly():
         side = _fit_tile(length, tile, overlap)
         n = len(tile_starts(length, side, overlap))
         assert side <= tile and n * side <= 1.25 * length + n * overlap
+
+
+def test_auto_precision_on_cpu_follows_native_bf16(monkeypatch):
+    import torch
+
+    from aetool import device
+
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: True)
+    assert device.autocast_dtype("auto", "cpu") is torch.bfloat16
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: False)
+    assert device.autocast_dtype("auto", "cpu") is None
+    assert device.autocast_dtype("fp32", "cpu") is None
+
+
+def test_native_bf16_check_survives_missing_torch_helpers(monkeypatch):
+    import torch
+
+    from aetool import device
+
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.delattr(torch.cpu, name, raising=False)
+    assert device.cpu_has_native_bf16() is False

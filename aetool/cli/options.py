@@ -19,7 +19,7 @@ Quality = Annotated[Optional[int], typer.Option(min=1, max=100, help="JPEG/WebP 
 Device = Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")]
 BatchSize = Annotated[int, typer.Option(min=0, help="Tiles per forward pass (0: 8 on GPU, 1 on CPU).")]
 Tile = Annotated[str, typer.Option(help="Tile size in pixels for large images: auto, 0 (never tile) or N.")]
-Precision = Annotated[str, typer.Option(help="auto (bf16/fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16.")]
+Precision = Annotated[str, typer.Option(help="auto (bf16/fp16 on GPU; bf16 on CPUs with native bf16, else fp32), fp32, fp16 or bf16.")]
 Workers = Annotated[int, typer.Option(min=0, help="Threads that decode and encode files (0: auto).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite/--skip-existing", help="Replace outputs that exist, or "
                                          "skip them (default: skip, so a re-run finishes only what is missing).")]

@@ -65,7 +65,7 @@ def train_denoise(
     init: Optional[str] = typer.Option(None, help="Start from a pretrained model (name or file) to fine-tune."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint next to --out."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
-    precision: str = typer.Option("auto", help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16, fp16."),
+    precision: str = typer.Option("auto", help="auto (bf16/fp16 on CUDA; bf16 on CPUs with native bf16, else fp32), fp32, bf16, fp16."),
     threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)."),
     seed: int = typer.Option(0, help="Random seed."),
     name: Optional[str] = typer.Option(None, help="Model name for the card (default: the file stem)."),
