@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -131,7 +132,13 @@ def run_jobs(jobs: list[Job], process: Callable[[Picture], tuple[Picture, dict]]
 
     pending_reads: deque[tuple[Job, Future, float]] = deque()
     pending_writes: deque[tuple[Job, Future]] = deque()
-    queue = deque(jobs)
+    blocked = unwritable_folders(jobs)
+    queue = deque()
+    for job in jobs:
+        if job.output is not None and job.output.parent in blocked:
+            on_result(FileResult(str(job.item), str(job.output), "failed", blocked[job.output.parent]))
+        else:
+            queue.append(job)
 
     def fill() -> None:
         while queue and len(pending_reads) < prefetch:
@@ -169,6 +176,20 @@ def run_jobs(jobs: list[Job], process: Callable[[Picture], tuple[Picture, dict]]
             f.cancel()
         readers.shutdown(wait=False, cancel_futures=True)
         writers.shutdown(wait=True)  # finish writes in flight: each is atomic anyway
+
+
+def unwritable_folders(jobs: list[Job]) -> dict[Path, str]:
+    """Output folders that cannot be created or written to, with the reason: checked once per
+    folder before any image is processed, so a read-only target costs seconds, not the whole run."""
+    blocked: dict[Path, str] = {}
+    for folder in {job.output.parent for job in jobs if job.output is not None}:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(prefix=".aetool-probe-", dir=folder):
+                pass
+        except OSError as exc:
+            blocked[folder] = f"cannot write to folder {folder}: {exc.strerror or exc}; choose another -o"
+    return blocked
 
 
 def _reason(exc: BaseException) -> str:

@@ -185,6 +185,19 @@ def test_no_partial_file_when_encoding_fails(photo_dir, tmp_path, tiny_model, mo
     assert not out.exists() or not any(out.rglob("*.*"))
 
 
+def test_unwritable_output_folder_fails_fast_without_processing(photo_dir, tmp_path, tiny_model, monkeypatch):
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("an image was processed although its output folder is unwritable")
+
+    monkeypatch.setattr("aetool.api.Denoiser.__call__", must_not_run)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the output folder should be")
+    r = run("denoise", photo_dir, "-o", blocker / "out", "--model", tiny_model, "--sigma", "5", "--json")
+    assert r.exit_code == 1
+    records = json_lines(r.stdout)[:-1]
+    assert records and all(x["status"] == "failed" and "cannot write to folder" in x["error"] for x in records)
+
+
 def test_atomic_write_leaves_no_temp_files(tmp_path):
     from aetool.imageio import write_atomic
 
