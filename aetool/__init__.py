@@ -1,14 +1,15 @@
 """aetool: image restoration with convolutional and denoising autoencoders.
 
-    from aetool import denoise
+    from aetool import denoise, upscale
     clean = denoise(pil_image)            # blind: the noise level is estimated
     clean = denoise(array, sigma=25)      # told the noise level (0-255 units)
+    big = upscale(pil_image, scale=2)     # super-resolution x2, x3, x4 or any outscale
 
 torch is imported only when a model runs, so `import aetool` and `aetool --help` stay fast.
 """
 __version__ = "0.1.0"
 
-__all__ = ["denoise", "estimate_noise", "load_model", "__version__"]
+__all__ = ["denoise", "upscale", "estimate_noise", "load_model", "__version__"]
 
 
 def __getattr__(name):
@@ -16,6 +17,10 @@ def __getattr__(name):
         from .api import denoise
 
         return denoise
+    if name == "upscale":
+        from .api import upscale
+
+        return upscale
     if name == "estimate_noise":
         from .noise import estimate_noise
 

@@ -112,13 +112,16 @@ class Runner:
     def prepare(self, model):
         return model.to(self.device).to(memory_format=self.torch.channels_last)
 
-    def run(self, fn: Callable, image: np.ndarray, scale: int = 1, out_channels: int | None = None) -> np.ndarray:
+    def run(self, fn: Callable, image: np.ndarray, scale: int = 1, out_channels: int | None = None,
+            context: int = 0) -> np.ndarray:
+        """`context`: input pixels that reach each output pixel on each side (the model's receptive
+        radius); the tile overlap is made wide enough that its blended part never sees a tile edge."""
         h, w, _ = image.shape
         tile = self.options.tile if self.options.tile is not None else self.default_tile(h, w)
         batch = self.options.batch_size or self.default_batch()
         while True:
             try:
-                return self._run_tiled(fn, image, tile, batch, scale, out_channels)
+                return self._run_tiled(fn, image, tile, batch, scale, out_channels, context)
             except Exception as exc:  # noqa: BLE001 - only memory errors are retried
                 if not _is_oom(exc):
                     raise
@@ -150,13 +153,14 @@ class Runner:
             t = t.contiguous().pin_memory().to(self.device, non_blocking=True)
         return t.contiguous(memory_format=torch.channels_last).to(self.device)
 
-    def _run_tiled(self, fn, image, tile, batch, scale, out_channels):
+    def _run_tiled(self, fn, image, tile, batch, scale, out_channels, context=0):
         h, w, c = image.shape
         oc = out_channels or c
         if not tile or (h <= tile and w <= tile):
             y = self._forward(fn, self._to_device(image[None]))
             return y[0].permute(1, 2, 0).cpu().numpy()
-        overlap = min(self.options.overlap, tile // 2)
+        # _ramp ignores the outer quarter of the overlap, so 4 x context keeps edges out of the blend.
+        overlap = min(max(self.options.overlap, 4 * context), tile // 2)
         th, tw = _fit_tile(h, tile, overlap), _fit_tile(w, tile, overlap)
         overlap = min(overlap, th // 2, tw // 2)
         ys, xs = tile_starts(h, th, overlap), tile_starts(w, tw, overlap)

@@ -103,10 +103,13 @@ def pretrained_cards(task: str | None = None) -> list[Card]:
     return cards
 
 
-def default_model(task: str, channels: int = 3) -> Card:
-    cards = [c for c in pretrained_cards(task) if c.channels == channels]
+def default_model(task: str, channels: int = 3, scale: int | None = None) -> Card:
+    """The pretrained model marked default for a task (and channel count, and scale for upscalers)."""
+    cards = [c for c in pretrained_cards(task) if c.channels == channels
+             and (scale is None or c.config.get("scale") == scale)]
     if not cards:
-        raise ModelError(f"no pretrained {task} model for {channels}-channel images is installed")
+        what = f"x{scale} " if scale else ""
+        raise ModelError(f"no pretrained {what}{task} model for {channels}-channel images is installed")
     for c in cards:
         if c.default:
             return c

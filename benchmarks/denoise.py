@@ -312,7 +312,7 @@ def update_cards(info, results, pub, groups, sigmas, counts) -> None:
         if not sets or not path.exists():
             continue
         card = json.loads(path.read_text())
-        metrics = card.setdefault("metrics", {})
+        metrics: dict = {}  # from this run only: numbers of an earlier model must not linger
         found = False
         for s in sets:
             for sg in sigmas:
@@ -336,6 +336,7 @@ def update_cards(info, results, pub, groups, sigmas, counts) -> None:
                         "measured": info["date"], "machine": machine_line(info["machine"])})
         if (v := speed(results, "aetool-blind", sets)) is not None:
             metrics["seconds_per_megapixel"] = round(v, 3)
+        card["metrics"] = metrics
         path.write_text(json.dumps(card, indent=2) + "\n")
         print(f"updated the metrics of {path}", file=sys.stderr)
 

@@ -52,3 +52,35 @@ def photo_dir(tmp_path):
     (d / "Thumbs.db").write_bytes(b"\0\1")
     (d / ".hidden.png").write_bytes(b"not really")
     return d
+
+
+@pytest.fixture(scope="session")
+def make_upscaler(tmp_path_factory):
+    """Saves small random super-resolution models like `aetool train upscale` does. bicubic=True
+    zeroes the detail branch, so the model is exactly its bicubic enlargement (for tests of the
+    plumbing around the network: alpha, sizes, tiling)."""
+    import torch
+
+    from aetool.models.subpixel_sr import SubpixelSR
+    from aetool.registry import Card, count_parameters, save_weights, sha256_of
+
+    folder = tmp_path_factory.mktemp("upscalers")
+    made: dict = {}
+
+    def make(scale: int = 2, width: int = 8, blocks: int = 1, bicubic: bool = False):
+        key = (scale, width, blocks, bicubic)
+        if key not in made:
+            torch.manual_seed(scale)
+            model = SubpixelSR(in_channels=3, scale=scale, width=width, blocks=blocks)
+            if bicubic:
+                torch.nn.init.zeros_(model.to_subpixels.weight)
+                torch.nn.init.zeros_(model.to_subpixels.bias)
+            name = f"sr-x{scale}-w{width}-b{blocks}" + ("-bicubic" if bicubic else "")
+            path = folder / f"{name}.safetensors"
+            save_weights(model, path, "upscale")
+            Card(name=name, task="upscale", arch=model.arch_name, config=model.config, file=path.name,
+                 sha256=sha256_of(path), channels=3, parameters=count_parameters(model)).save(path.with_suffix(".json"))
+            made[key] = path
+        return made[key]
+
+    return make

@@ -102,8 +102,36 @@ def test_init_fine_tunes_an_existing_model(train_dir, tmp_path):
                             "--val-every", "2", "--init", str(base), *TINY])
     assert r.exit_code == 0, r.output
     card = json.loads(tuned.with_suffix(".json").read_text())
-    assert card["training"]["init"] == str(base) and card["config"] == json.loads(
-        base.with_suffix(".json").read_text())["config"]
+    base_card = json.loads(base.with_suffix(".json").read_text())
+    assert card["training"]["init"] == str(base) and card["config"] == base_card["config"]
+    assert card["training"]["init_from"]["sha256"] == base_card["sha256"]
+    assert card["training"]["init_from"]["training"]["command"] == base_card["training"]["command"]
     r = runner.invoke(app, ["train", "denoise", "--data", str(train_dir), "--out", str(tmp_path / "g.safetensors"),
                             "--init", str(base), "--channels", "1", *TINY])
     assert r.exit_code == 2 and "channels" in r.output
+
+
+def test_train_upscale_end_to_end_and_resume(train_dir, tmp_path):
+    out = tmp_path / "sr.safetensors"
+    tiny = ["--width", "8", "--blocks", "1", "--patch", "16", "--batch-size", "2", "--val-count", "2",
+            "--precision", "fp32", "--warmup", "1", "--val-every", "2"]
+    for degradation in ("bicubic", "photo"):
+        r = runner.invoke(app, ["train", "upscale", "--scale", "3", "--degradation", degradation, "--data",
+                                str(train_dir), "--out", str(out), "--steps", "2", *tiny])
+        assert r.exit_code == 0, r.output
+        card = json.loads(out.with_suffix(".json").read_text())
+        assert card["task"] == "upscale" and card["config"]["scale"] == 3
+        assert card["training"]["data"]["degradation"] == degradation
+        assert 5 < card["training"]["final_val_psnr"] < 60
+    r = runner.invoke(app, ["train", "upscale", "--scale", "3", "--data", str(train_dir), "--out", str(out),
+                            "--steps", "4", "--resume", *tiny])
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.with_suffix(".json").read_text())["training"]["steps"] == 4
+    src = tmp_path / "small.png"
+    Image.fromarray(structured_image(20, 24, seed=3)).save(src)
+    r = runner.invoke(app, ["upscale", str(src), "-o", str(tmp_path / "big.png"), "--model", str(out)])
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "big.png").size == (72, 60)
+    r = runner.invoke(app, ["train", "upscale", "--scale", "2", "--data", str(train_dir), "--out",
+                            str(tmp_path / "x.safetensors"), "--init", str(out), *tiny])
+    assert r.exit_code == 2 and "x3" in r.output

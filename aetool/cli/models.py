@@ -17,10 +17,15 @@ def _size(n: int) -> str:
 
 
 def _metric(card) -> str:
+    """One headline number per task, as measured by benchmarks/ (docs/benchmarks.md)."""
     m = card.metrics or {}
-    # One headline number: mean blind PSNR at sigma 25 over the test sets, if measured.
-    v = m.get("psnr_sigma25_blind_mean")
+    v = (m.get("psnr_y") or {}).get("set5") if card.task == "upscale" else m.get("psnr_sigma25_blind_mean")
     return f"{v:.2f} dB" if isinstance(v, (int, float)) else "-"
+
+
+def _task(card) -> str:
+    scale = card.config.get("scale")
+    return f"{card.task} x{scale}" if scale else card.task
 
 
 @models_app.callback()
@@ -40,12 +45,15 @@ def list_models(ctx: typer.Context,
     from rich.table import Table
 
     table = Table(title="aetool pretrained models",
-                  caption="PSNR σ25: blind, mean over the test sets (docs/benchmarks.md)")
-    for col in ("name", "task", "channels", "parameters", "file", "PSNR σ25", "default"):
+                  caption="PSNR: denoise blind at σ25, mean over the test sets; upscale on Set5, Y channel "
+                          "(docs/benchmarks.md)")
+    longest = max((len(c.name) for c in cards), default=4)
+    table.add_column("name", no_wrap=True, min_width=longest)  # names are what scripts copy: never cut
+    for col in ("task", "channels", "parameters", "file", "PSNR", "default"):
         table.add_column(col, no_wrap=True)
     for c in cards:
         size = c.path.stat().st_size if c.path and c.path.exists() else 0
-        table.add_row(c.name, c.task, "grey" if c.channels == 1 else "colour", f"{c.parameters / 1e6:.2f} M",
+        table.add_row(c.name, _task(c), "grey" if c.channels == 1 else "colour", f"{c.parameters / 1e6:.2f} M",
                       _size(size), _metric(c), "yes" if c.default else "")
     Console(file=sys.stdout).print(table)
 

@@ -8,15 +8,43 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from typing_extensions import Annotated
 
 from .common import handle_errors
+
+# Options every trainer shares, declared once.
+Data = Annotated[List[Path], typer.Option("--data", help="Folder(s) of clean training images (repeat the option).")]
+Out = Annotated[Path, typer.Option("--out", "-o", help="Weights file to write (.safetensors); its card, plot and "
+                                   "checkpoint are written beside it.")]
+BatchSize = Annotated[int, typer.Option(help="Patches per step.")]
+Steps = Annotated[int, typer.Option(help="Optimiser steps in total.")]
+Lr = Annotated[float, typer.Option(help="Peak learning rate (Adam).")]
+LrMin = Annotated[float, typer.Option(help="Final learning rate of the cosine schedule.")]
+Warmup = Annotated[int, typer.Option(help="Linear warm-up steps.")]
+Val = Annotated[Optional[List[Path]], typer.Option(help="Validation folder; default: hold out the last "
+                                                   "--val-count training files.", show_default=False)]
+ValCount = Annotated[int, typer.Option(help="Files held out for validation when --val is not given.")]
+ValEvery = Annotated[int, typer.Option(help="Validate every N steps.")]
+CheckpointMinutes = Annotated[float, typer.Option(help="Write a checkpoint every N minutes.")]
+Init = Annotated[Optional[str], typer.Option(help="Start from a pretrained model (name or file) to fine-tune.",
+                                             show_default=False)]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint next to --out.")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+Precision = Annotated[str, typer.Option(help="auto (bf16/fp16 on CUDA; bf16 on CPUs with native bf16, else "
+                                        "fp32), fp32, bf16, fp16.")]
+Threads = Annotated[int, typer.Option(help="CPU threads for torch (0: torch's default).")]
+Seed = Annotated[int, typer.Option(help="Random seed.")]
+Name = Annotated[Optional[str], typer.Option(help="Model name for the card (default: the file stem).",
+                                             show_default=False)]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+
 
 def recorded_command(fn, values: dict, prefix: list[str]) -> str:
     """The command line that reproduces this run (options that differ from their defaults), for the card."""
     parts = list(prefix)
     for name, param in inspect.signature(fn).parameters.items():
         value = values[name]
-        default = getattr(param.default, "default", param.default)
+        default = param.default
         if value is None or value == default or name == "quiet":
             continue
         flag = "--" + name.replace("_", "-")
@@ -28,6 +56,21 @@ def recorded_command(fn, values: dict, prefix: list[str]) -> str:
         else:
             parts += [flag, str(value)]
     return shlex.join(parts)
+
+
+def run_training(task, values: dict, command: str) -> None:
+    """Build the loop's config from the shared options, train, and say what was written."""
+    from ..device import check_names
+    from ..training.loop import TrainConfig, train
+
+    check_names(values["device"], values["precision"])
+    keys = ("out", "steps", "batch_size", "patch", "lr", "lr_min", "warmup", "seed", "device", "precision",
+            "val_every", "checkpoint_minutes", "resume", "init", "threads", "name", "quiet")
+    summary = train(TrainConfig(**{k: values[k] for k in keys}, command=command), task)
+    if not values["quiet"]:
+        val = f", validation PSNR {summary['val_psnr']:.2f} dB" if summary["val_psnr"] else ""
+        print(f"wrote {summary['out']} ({summary['steps']} steps, {summary['seconds'] / 60:.1f} min{val})",
+              file=sys.stderr)
 
 
 train_app = typer.Typer(help="Train or fine-tune a model on your own images.", no_args_is_help=True)
@@ -43,42 +86,38 @@ train_app = typer.Typer(help="Train or fine-tune a model on your own images.", n
 """)
 @handle_errors
 def train_denoise(
-    data: List[Path] = typer.Option(..., "--data", help="Folder(s) of clean training images (repeat the option)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Weights file to write (.safetensors); its card, "
-                             "plot and checkpoint are written beside it."),
-    channels: int = typer.Option(3, help="3 for colour, 1 for grey."),
-    width: str = typer.Option("32,64,128,192", help="Feature channels per U-Net level, comma-separated."),
-    blocks: int = typer.Option(2, help="Residual blocks per level."),
-    patch: int = typer.Option(64, help="Training patch size in pixels."),
-    batch_size: int = typer.Option(16, help="Patches per step."),
-    steps: int = typer.Option(20000, help="Optimiser steps in total."),
-    lr: float = typer.Option(4e-4, help="Peak learning rate (Adam)."),
-    lr_min: float = typer.Option(1e-6, help="Final learning rate of the cosine schedule."),
-    warmup: int = typer.Option(200, help="Linear warm-up steps."),
-    sigma_min: float = typer.Option(0.0, help="Smallest noise sigma (0-255 units)."),
-    sigma_max: float = typer.Option(55.0, help="Largest noise sigma (0-255 units)."),
-    val: Optional[List[Path]] = typer.Option(None, help="Validation folder; default: hold out the last "
-                                             "--val-count training files."),
-    val_count: int = typer.Option(8, help="Files held out for validation when --val is not given."),
-    val_every: int = typer.Option(500, help="Validate every N steps."),
-    checkpoint_minutes: float = typer.Option(5.0, help="Write a checkpoint every N minutes."),
-    init: Optional[str] = typer.Option(None, help="Start from a pretrained model (name or file) to fine-tune."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint next to --out."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
-    precision: str = typer.Option("auto", help="auto (bf16/fp16 on CUDA; bf16 on CPUs with native bf16, else fp32), fp32, bf16, fp16."),
-    threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)."),
-    seed: int = typer.Option(0, help="Random seed."),
-    name: Optional[str] = typer.Option(None, help="Model name for the card (default: the file stem)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    data: Data,
+    out: Out,
+    channels: Annotated[int, typer.Option(help="3 for colour, 1 for grey.")] = 3,
+    width: Annotated[str, typer.Option(help="Feature channels per U-Net level, comma-separated.")] = "32,64,128,192",
+    blocks: Annotated[int, typer.Option(help="Residual blocks per level.")] = 2,
+    patch: Annotated[int, typer.Option(help="Training patch size in pixels.")] = 64,
+    batch_size: BatchSize = 16,
+    steps: Steps = 20000,
+    lr: Lr = 4e-4,
+    lr_min: LrMin = 1e-6,
+    warmup: Warmup = 200,
+    sigma_min: Annotated[float, typer.Option(help="Smallest noise sigma (0-255 units).")] = 0.0,
+    sigma_max: Annotated[float, typer.Option(help="Largest noise sigma (0-255 units).")] = 55.0,
+    val: Val = None,
+    val_count: ValCount = 8,
+    val_every: ValEvery = 500,
+    checkpoint_minutes: CheckpointMinutes = 5.0,
+    init: Init = None,
+    resume: Resume = False,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    threads: Threads = 0,
+    seed: Seed = 0,
+    name: Name = None,
+    quiet: Quiet = False,
 ):
     """Train a denoising autoencoder on clean images with synthetic Gaussian noise."""
-    command = recorded_command(train_denoise, dict(locals()), ["aetool", "train", "denoise"])
-    from ..device import check_names
+    values = dict(locals())
+    command = recorded_command(train_denoise, values, ["aetool", "train", "denoise"])
     from ..errors import UsageError
     from ..training.denoise import DenoiseTask
-    from ..training.loop import TrainConfig, train
 
-    check_names(device, precision)
     if channels not in (1, 3):
         raise UsageError("--channels must be 1 (grey) or 3 (colour)")
     try:
@@ -87,12 +126,52 @@ def train_denoise(
         raise UsageError(f"--width must be comma-separated integers, got '{width}'") from None
     task = DenoiseTask(data, channels=channels, width=widths, blocks=blocks, patch=patch,
                        sigma_min=sigma_min, sigma_max=sigma_max, val=val, val_count=val_count)
-    cfg = TrainConfig(out=out, steps=steps, batch_size=batch_size, patch=patch, lr=lr, lr_min=lr_min,
-                      warmup=warmup, seed=seed, device=device, precision=precision, val_every=val_every,
-                      checkpoint_minutes=checkpoint_minutes, resume=resume, init=init, threads=threads,
-                      name=name, quiet=quiet, command=command)
-    summary = train(cfg, task)
-    if not quiet:
-        val = f", validation PSNR {summary['val_psnr']:.2f} dB" if summary["val_psnr"] else ""
-        print(f"wrote {summary['out']} ({summary['steps']} steps, {summary['seconds'] / 60:.1f} min{val})",
-              file=sys.stderr)
+    run_training(task, values, command)
+
+
+@train_app.command("upscale", epilog="""Examples:
+
+  aetool train upscale --scale 2 --data ~/photos/sharp --out my-x2.safetensors
+
+  aetool train upscale --scale 4 --degradation photo --data ~/photos --out photo-x4.safetensors
+
+  aetool train upscale --scale 4 --data ~/photos --init upscale-x4 --steps 2000 --lr 5e-5 --out tuned.safetensors
+""")
+@handle_errors
+def train_upscale(
+    data: Data,
+    out: Out,
+    scale: Annotated[int, typer.Option("--scale", "-s", help="Enlargement: 2, 3 or 4.")] = 4,
+    degradation: Annotated[str, typer.Option(help="How low-resolution inputs are made: bicubic (clean "
+                                             "MATLAB-style downscale) or photo (random blur, downscale, noise "
+                                             "and JPEG, for real photos).")] = "bicubic",
+    width: Annotated[int, typer.Option(help="Feature channels.")] = 64,
+    blocks: Annotated[int, typer.Option(help="Residual blocks.")] = 8,
+    patch: Annotated[int, typer.Option(help="Low-resolution patch size in pixels (the target is scale times "
+                                       "larger).")] = 48,
+    batch_size: BatchSize = 16,
+    steps: Steps = 20000,
+    lr: Lr = 5e-4,
+    lr_min: LrMin = 1e-6,
+    warmup: Warmup = 200,
+    val: Val = None,
+    val_count: ValCount = 8,
+    val_every: ValEvery = 500,
+    checkpoint_minutes: CheckpointMinutes = 5.0,
+    init: Init = None,
+    resume: Resume = False,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    threads: Threads = 0,
+    seed: Seed = 0,
+    name: Name = None,
+    quiet: Quiet = False,
+):
+    """Train a super-resolution autoencoder on sharp images (they are downscaled for you)."""
+    values = dict(locals())
+    command = recorded_command(train_upscale, values, ["aetool", "train", "upscale"])
+    from ..training.upscale import UpscaleTask
+
+    task = UpscaleTask(data, scale=scale, width=width, blocks=blocks, patch=patch, degradation=degradation,
+                       val=val, val_count=val_count)
+    run_training(task, values, command)

@@ -1,2 +1,2 @@
 """Model families, one per file. Importing this package registers them."""
-from . import unet_denoiser  # noqa: F401
+from . import subpixel_sr, unet_denoiser  # noqa: F401

@@ -304,6 +304,11 @@ def export(model, out: Path, task, cfg: TrainConfig, history: History, step: int
                           "precision": precision_name(cfg.precision, device), "init": cfg.init,
                           "final_val_psnr": round(history.val_psnr[-1], 3) if history.val_psnr else None,
                           "validation": task.validation_description()})
+    if cfg.init:  # provenance of the starting point, so the card tells the whole recipe
+        from ..registry import find_card
+
+        start = find_card(cfg.init)
+        card.training["init_from"] = {"name": start.name, "sha256": start.sha256, "training": start.training}
     card.save(out.with_suffix(".json"))
     (out.with_name(out.stem + ".history.json")).write_text(json.dumps(asdict(history)))
     plot_history(history, out.with_suffix(".png"), f"{card.name}: {task.name}")

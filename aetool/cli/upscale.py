@@ -1,0 +1,93 @@
+"""`aetool upscale`."""
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from typing_extensions import Annotated
+
+from . import options as o
+from .common import handle_errors
+from .imagecmd import engine_options, run_image_command
+
+EPILOG = """Examples:
+
+  aetool upscale photos/ -o big/ --scale 2               # a folder, twice the width and height
+
+  aetool upscale scan.png -o scan-4x.png                 # one file, 4x (the default)
+
+  aetool upscale in/ -o out/ --outscale 1.5              # any factor: the x2 model, then a Lanczos resize
+
+  aetool upscale in/ -o out/ --width 3840                # fit a width, keeping the aspect ratio
+
+  cat small.png | aetool upscale - --scale 3 > big.png   # a pipe
+
+Exit codes: 0 all done (or skipped), 1 some inputs failed (each reported), 2 usage error.
+"""
+
+
+def upscale_command(
+    inputs: o.Inputs,
+    output: o.Output = None,
+    scale: Annotated[Optional[int], typer.Option("--scale", "-s", min=2, max=4, help="Model scale: 2, 3 or 4 "
+                                                 "(default 4, or the one --outscale/--width/--height needs).",
+                                                 show_default=False)] = None,
+    outscale: Annotated[Optional[float], typer.Option(min=0.01, max=16.0, help="Final scale factor, any value: "
+                                                      "the smallest model scale that reaches it runs, then a "
+                                                      "Lanczos resize gives the exact size.",
+                                                      show_default=False)] = None,
+    width: Annotated[Optional[int], typer.Option("--width", "-W", min=1, help="Output width in pixels (keeps the "
+                                                 "aspect ratio; with --height, fits inside both).",
+                                                 show_default=False)] = None,
+    height: Annotated[Optional[int], typer.Option("--height", "-H", min=1, help="Output height in pixels (keeps "
+                                                  "the aspect ratio).", show_default=False)] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name (see `aetool models`) or a "
+                                                 ".safetensors file from `aetool train upscale`; default: the "
+                                                 "shipped model for the scale.", show_default=False)] = None,
+    recursive: o.Recursive = False,
+    suffix: o.Suffix = "",
+    fmt: o.Format = "same",
+    quality: o.Quality = None,
+    device: o.Device = "auto",
+    batch_size: o.BatchSize = 0,
+    tile: o.Tile = "auto",
+    precision: o.Precision = "auto",
+    workers: o.Workers = 0,
+    overwrite: o.Overwrite = False,
+    dry_run: o.DryRun = False,
+    as_json: o.Json = False,
+    quiet: o.Quiet = False,
+    verbose: o.Verbose = False,
+    max_pixels: o.MaxPixels = 250.0,
+):
+    """Enlarge photos 2x, 3x, 4x or to any size with a super-resolution autoencoder."""
+    from ..errors import UsageError
+
+    opts = engine_options(device, precision, tile, batch_size, workers, max_pixels)
+    if sum(x is not None for x in (scale, outscale)) > 1 or ((width or height) and (scale or outscale)):
+        raise UsageError("give one of --scale, --outscale, or --width/--height")
+    if model is not None:
+        from ..registry import find_card
+
+        card = find_card(model)  # a wrong name is a usage error before any file is touched
+        if card.task != "upscale":
+            raise UsageError(f"model '{card.name}' is a {card.task} model, not an upscaler")
+        if scale is not None and scale != card.config.get("scale"):
+            raise UsageError(f"model '{card.name}' enlarges x{card.config.get('scale')}, not x{scale}; "
+                             "drop --scale or use --outscale")
+    if scale is None and outscale is None and not (width or height):
+        scale = 4
+
+    def make_processor():
+        from ..api import Upscaler
+
+        up = Upscaler(model, opts)
+        return lambda pic: up.picture(pic, scale, outscale, width, height)
+
+    run_image_command("upscale", inputs, output, recursive=recursive, suffix=suffix, fmt=fmt, quality=quality,
+                      overwrite=overwrite, dry_run=dry_run, as_json=as_json, quiet=quiet, verbose=verbose,
+                      options=opts, make_processor=make_processor)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("upscale", epilog=EPILOG)(handle_errors(upscale_command))
