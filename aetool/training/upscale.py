@@ -61,7 +61,7 @@ def degrade_photo(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.nd
     im = im.resize((hr.shape[1] // scale, hr.shape[0] // scale), filters[rng.integers(len(filters))])
     lr = np.asarray(im).astype(np.float64)
     if rng.random() < 0.6:
-        sigma = rng.uniform(1.0, 15.0)
+        sigma = rng.uniform(1.0, 25.0)
         shape = lr.shape[:2] + ((1,) if rng.random() < 0.4 else (3,))
         lr = lr + rng.normal(0.0, sigma, shape)
     lr = np.clip(np.round(lr), 0, 255).astype(np.uint8)
