@@ -4,12 +4,13 @@
     clean = denoise(pil_image)            # blind: the noise level is estimated
     clean = denoise(array, sigma=25)      # told the noise level (0-255 units)
     big = upscale(pil_image, scale=2)     # super-resolution x2, x3, x4 or any outscale
+    fixed = inpaint(pil_image, mask=pil_mask)  # fill the mask's white pixels
 
 torch is imported only when a model runs, so `import aetool` and `aetool --help` stay fast.
 """
 __version__ = "0.1.0"
 
-__all__ = ["denoise", "upscale", "estimate_noise", "load_model", "__version__"]
+__all__ = ["denoise", "upscale", "inpaint", "estimate_noise", "load_model", "__version__"]
 
 
 def __getattr__(name):
@@ -17,6 +18,10 @@ def __getattr__(name):
         from .api import denoise
 
         return denoise
+    if name == "inpaint":
+        from .api import inpaint
+
+        return inpaint
     if name == "upscale":
         from .api import upscale
 

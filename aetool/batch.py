@@ -102,10 +102,11 @@ def plan_jobs(items: list[InputItem], plan: Callable[[InputItem], Path | None], 
     return jobs, decided
 
 
-def run_jobs(jobs: list[Job], process: Callable[[Picture], tuple[Picture, dict]], *, suffix_for: Callable[[Job], str],
+def run_jobs(jobs: list[Job], process: Callable[[Picture, InputItem], tuple[Picture, dict]], *, suffix_for: Callable[[Job], str],
              quality: int | None, max_pixels: int, workers: int, on_result: Callable[[FileResult], None],
              on_start: Callable[[Job, Picture], None] | None = None) -> None:
-    """Decode ahead, process in order, encode and write behind; call on_result once per job."""
+    """Decode ahead, process in order, encode and write behind; call on_result once per job.
+    `process(picture, item)` gets the input item too (inpaint finds each file's mask by it)."""
     workers = workers or min(4, (os.cpu_count() or 2))
     prefetch = max(2, workers)
     readers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aetool-read")
@@ -163,7 +164,7 @@ def run_jobs(jobs: list[Job], process: Callable[[Picture], tuple[Picture, dict]]
                 if on_start:
                     on_start(job, pic)
                 mp = pic.height * pic.width / 1e6
-                out_pic, info = process(pic)
+                out_pic, info = process(pic, job.item)
                 pending_writes.append((job, writers.submit(write, job, out_pic, info, started, mp)))
             except KeyboardInterrupt:
                 raise

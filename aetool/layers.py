@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -30,3 +31,24 @@ def downsample(in_ch: int, out_ch: int) -> nn.Module:
 def upsample(in_ch: int, out_ch: int) -> nn.Module:
     """Transposed 2x2 convolution: doubles height and width."""
     return nn.ConvTranspose2d(in_ch, out_ch, 2, stride=2)
+
+
+def pad_to_multiple(t: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad height and width at the bottom and right up to a multiple (replicate: reflect fails on
+    inputs thinner than the pad). Crop the result back with [..., :h, :w]."""
+    pad_h, pad_w = (-t.shape[-2]) % multiple, (-t.shape[-1]) % multiple
+    return F.pad(t, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else t
+
+
+def unet_pass(feat: torch.Tensor, encoders, downs, body, ups, decoders) -> torch.Tensor:
+    """The U-Net walk: encode and downsample level by level keeping each level's features, run
+    the bottom, then upsample and add the kept features back on the way up."""
+    skips = []
+    for enc, down in zip(encoders, downs):
+        feat = enc(feat)
+        skips.append(feat)
+        feat = down(feat)
+    feat = body(feat)
+    for up, dec, skip in zip(ups, decoders, reversed(skips)):
+        feat = dec(up(feat) + skip)
+    return feat

@@ -84,3 +84,20 @@ def make_upscaler(tmp_path_factory):
         return made[key]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_inpainter(tmp_path_factory):
+    """A small random inpainting model saved like `aetool train inpaint` does."""
+    import torch
+
+    from aetool.models.gated_unet_inpaint import GatedUNetInpaint
+    from aetool.registry import Card, count_parameters, save_weights, sha256_of
+
+    torch.manual_seed(0)
+    model = GatedUNetInpaint(in_channels=3, channels=(8, 16, 16), dilations=(1, 2))
+    path = tmp_path_factory.mktemp("inpainters") / "tiny-inpaint.safetensors"
+    save_weights(model, path, "inpaint")
+    Card(name="tiny-inpaint", task="inpaint", arch=model.arch_name, config=model.config, file=path.name,
+         sha256=sha256_of(path), channels=3, parameters=count_parameters(model)).save(path.with_suffix(".json"))
+    return path

@@ -7,19 +7,20 @@ from typing import Optional
 import typer
 
 from .. import __version__
-from . import denoise, upscale
+from . import denoise, inpaint, upscale
 from .models import models_app
 from .train import train_app
 
 app = typer.Typer(
     name="aetool",
-    help="Restore images with pretrained autoencoders: denoise, upscale, and train your own.",
+    help="Restore images with pretrained autoencoders: denoise, upscale, inpaint, and train your own.",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
 )
 denoise.register(app)
 upscale.register(app)
+inpaint.register(app)
 app.add_typer(models_app, name="models")
 app.add_typer(train_app, name="train")
 

@@ -34,24 +34,10 @@ def denoise_command(
                                                    "default: estimated per image (blind).", show_default=False)] = None,
     strength: Annotated[float, typer.Option(min=0.0, max=1.0, help="1 = fully denoised, 0 = unchanged; blends in "
                                             "between.")] = 1.0,
-    recursive: o.Recursive = False,
-    suffix: o.Suffix = "",
-    fmt: o.Format = "same",
-    quality: o.Quality = None,
-    device: o.Device = "auto",
-    batch_size: o.BatchSize = 0,
-    tile: o.Tile = "auto",
-    precision: o.Precision = "auto",
-    workers: o.Workers = 0,
-    overwrite: o.Overwrite = False,
-    dry_run: o.DryRun = False,
-    as_json: o.Json = False,
-    quiet: o.Quiet = False,
-    verbose: o.Verbose = False,
-    max_pixels: o.MaxPixels = 250.0,
+    args: o.ImageArgs = None,
 ):
     """Remove noise from photos with a denoising autoencoder, blind or told the noise level."""
-    opts = engine_options(device, precision, tile, batch_size, workers, max_pixels)
+    opts = engine_options(args)
     if model is not None:
         from ..registry import find_card
 
@@ -61,12 +47,10 @@ def denoise_command(
         from ..api import Denoiser
 
         den = Denoiser(model, opts)
-        return lambda pic: den.picture(pic, sigma, strength)
+        return lambda pic, item: den.picture(pic, sigma, strength)
 
-    run_image_command("denoise", inputs, output, recursive=recursive, suffix=suffix, fmt=fmt, quality=quality,
-                      overwrite=overwrite, dry_run=dry_run, as_json=as_json, quiet=quiet, verbose=verbose,
-                      options=opts, make_processor=make_processor)
+    run_image_command("denoise", inputs, output, args, opts, make_processor)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("denoise", epilog=EPILOG)(handle_errors(denoise_command))
+    app.command("denoise", epilog=EPILOG)(handle_errors(o.image_command(denoise_command)))

@@ -14,24 +14,25 @@ from ..discovery import collect_inputs, has_image_extension, plan_output
 from ..engine import EngineOptions, parse_tile
 from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, UsageError
 from ..imageio import FORMAT_EXTENSIONS
+from .options import ImageArgs
 
 FORMATS = ["png", "jpg", "jpeg", "webp", "tiff", "tif", "bmp", "avif", "same"]
 
 
-def engine_options(device: str, precision: str, tile: str, batch_size: int, workers: int,
-                   max_pixels: float) -> EngineOptions:
+def engine_options(args: ImageArgs) -> EngineOptions:
     from ..device import check_names
 
-    if max_pixels <= 0:
+    if args.max_pixels <= 0:
         raise UsageError("--max-pixels must be positive (megapixels)")
-    check_names(device, precision)
-    return EngineOptions(device=device, precision=precision, tile=parse_tile(tile), batch_size=batch_size,
-                         workers=workers, max_pixels=int(max_pixels * 1e6))
+    check_names(args.device, args.precision)
+    return EngineOptions(device=args.device, precision=args.precision, tile=parse_tile(args.tile),
+                         batch_size=args.batch_size, workers=args.workers, max_pixels=int(args.max_pixels * 1e6))
 
 
-def run_image_command(name: str, inputs: list[str], output: str | None, *, recursive: bool, suffix: str, fmt: str,
-                      quality: int | None, overwrite: bool, dry_run: bool, as_json: bool, quiet: bool,
-                      verbose: bool, options: EngineOptions, make_processor: Callable[[], Callable]) -> None:
+def run_image_command(name: str, inputs: list[str], output: str | None, args: ImageArgs, options: EngineOptions,
+                      make_processor: Callable[[], Callable]) -> None:
+    recursive, suffix, fmt, quality = args.recursive, args.suffix, args.fmt, args.quality
+    overwrite, dry_run, as_json, quiet, verbose = args.overwrite, args.dry_run, args.as_json, args.quiet, args.verbose
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}")

@@ -1,6 +1,9 @@
 """Options shared by every image command, declared once and reused with Annotated."""
 from __future__ import annotations
 
+import functools
+import inspect
+from dataclasses import dataclass
 from typing import List, Optional
 
 import typer
@@ -29,3 +32,55 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but er
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Print a line per file.")]
 MaxPixels = Annotated[float, typer.Option(help="Refuse images above this many megapixels (guards against "
                                           "decompression bombs).")]
+
+
+# ---------------------------------------------------------------- the options of every image command
+@dataclass
+class ImageArgs:
+    """What every image command takes besides its inputs, output and own options."""
+    recursive: bool = False
+    suffix: str = ""
+    fmt: str = "same"
+    quality: Optional[int] = None
+    device: str = "auto"
+    batch_size: int = 0
+    tile: str = "auto"
+    precision: str = "auto"
+    workers: int = 0
+    overwrite: bool = False
+    dry_run: bool = False
+    as_json: bool = False
+    quiet: bool = False
+    verbose: bool = False
+    max_pixels: float = 250.0
+
+
+_IMAGE_OPTIONS = {"recursive": Recursive, "suffix": Suffix, "fmt": Format, "quality": Quality, "device": Device,
+                  "batch_size": BatchSize, "tile": Tile, "precision": Precision, "workers": Workers,
+                  "overwrite": Overwrite, "dry_run": DryRun, "as_json": Json, "quiet": Quiet, "verbose": Verbose,
+                  "max_pixels": MaxPixels}
+
+
+def with_shared_options(fn, shared: dict, bundle, arg: str):
+    """Give `fn` the `shared` options ({name: (Annotated type, default)}) as ordinary Typer options
+    after its own, and call it with their values bundled as `arg` (bundle(**values)), so that each
+    command declares only its own options. Only the signature changes: Typer reads it as usual."""
+    own = [p for p in inspect.signature(fn, eval_str=True).parameters.values() if p.name != arg]
+    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+             for name, (annotation, default) in shared.items()]
+
+    @functools.wraps(fn)
+    def wrapper(*a, **kwargs):
+        return fn(*a, **{arg: bundle(**{name: kwargs.pop(name) for name in shared})}, **kwargs)
+
+    wrapper.__signature__ = inspect.Signature(own + extra)
+    wrapper.__annotations__ = {p.name: p.annotation for p in own + extra}  # evaluated, for get_type_hints
+    del wrapper.__wrapped__  # Typer must read the new signature, not the wrapped one
+    return wrapper
+
+
+def image_command(fn):
+    """`fn(..., args: ImageArgs)` gets the options of every image command."""
+    defaults = ImageArgs()
+    shared = {name: (annotation, getattr(defaults, name)) for name, annotation in _IMAGE_OPTIONS.items()}
+    return with_shared_options(fn, shared, ImageArgs, "args")

@@ -11,6 +11,7 @@ import typer
 from typing_extensions import Annotated
 
 from .common import handle_errors
+from .options import with_shared_options
 
 # Options every trainer shares, declared once.
 Data = Annotated[List[Path], typer.Option("--data", help="Folder(s) of clean training images (repeat the option).")]
@@ -37,6 +38,20 @@ Seed = Annotated[int, typer.Option(help="Random seed.")]
 Name = Annotated[Optional[str], typer.Option(help="Model name for the card (default: the file stem).",
                                              show_default=False)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+
+
+# name: (option, default); a trainer may change a default (train_command(batch_size=8)).
+TRAIN_OPTIONS = {"batch_size": (BatchSize, 16), "steps": (Steps, 20000), "lr": (Lr, 4e-4), "lr_min": (LrMin, 1e-6),
+                 "warmup": (Warmup, 200), "val": (Val, None), "val_count": (ValCount, 8),
+                 "val_every": (ValEvery, 500), "checkpoint_minutes": (CheckpointMinutes, 5.0), "init": (Init, None),
+                 "resume": (Resume, False), "device": (Device, "auto"), "precision": (Precision, "auto"),
+                 "threads": (Threads, 0), "seed": (Seed, 0), "name": (Name, None), "quiet": (Quiet, False)}
+
+
+def train_command(**defaults):
+    """Decorator: `fn(..., common: dict)` gets the options every trainer shares."""
+    shared = {k: (annotation, defaults.get(k, default)) for k, (annotation, default) in TRAIN_OPTIONS.items()}
+    return lambda fn: with_shared_options(fn, shared, dict, "common")
 
 
 def recorded_command(fn, values: dict, prefix: list[str]) -> str:
@@ -85,6 +100,7 @@ train_app = typer.Typer(help="Train or fine-tune a model on your own images.", n
   aetool train denoise --data ~/photos --out my.safetensors --resume   # continue after a stop
 """)
 @handle_errors
+@train_command()
 def train_denoise(
     data: Data,
     out: Out,
@@ -92,28 +108,12 @@ def train_denoise(
     width: Annotated[str, typer.Option(help="Feature channels per U-Net level, comma-separated.")] = "32,64,128,192",
     blocks: Annotated[int, typer.Option(help="Residual blocks per level.")] = 2,
     patch: Annotated[int, typer.Option(help="Training patch size in pixels.")] = 64,
-    batch_size: BatchSize = 16,
-    steps: Steps = 20000,
-    lr: Lr = 4e-4,
-    lr_min: LrMin = 1e-6,
-    warmup: Warmup = 200,
     sigma_min: Annotated[float, typer.Option(help="Smallest noise sigma (0-255 units).")] = 0.0,
     sigma_max: Annotated[float, typer.Option(help="Largest noise sigma (0-255 units).")] = 55.0,
-    val: Val = None,
-    val_count: ValCount = 8,
-    val_every: ValEvery = 500,
-    checkpoint_minutes: CheckpointMinutes = 5.0,
-    init: Init = None,
-    resume: Resume = False,
-    device: Device = "auto",
-    precision: Precision = "auto",
-    threads: Threads = 0,
-    seed: Seed = 0,
-    name: Name = None,
-    quiet: Quiet = False,
+    common: dict = None,
 ):
     """Train a denoising autoencoder on clean images with synthetic Gaussian noise."""
-    values = dict(locals())
+    values = {**{k: v for k, v in locals().items() if k != "common"}, **common}
     command = recorded_command(train_denoise, values, ["aetool", "train", "denoise"])
     from ..errors import UsageError
     from ..training.denoise import DenoiseTask
@@ -125,7 +125,7 @@ def train_denoise(
     except ValueError:
         raise UsageError(f"--width must be comma-separated integers, got '{width}'") from None
     task = DenoiseTask(data, channels=channels, width=widths, blocks=blocks, patch=patch,
-                       sigma_min=sigma_min, sigma_max=sigma_max, val=val, val_count=val_count)
+                       sigma_min=sigma_min, sigma_max=sigma_max, val=common["val"], val_count=common["val_count"])
     run_training(task, values, command)
 
 
@@ -138,6 +138,7 @@ def train_denoise(
   aetool train upscale --scale 4 --data ~/photos --init upscale-x4 --steps 2000 --lr 5e-5 --out tuned.safetensors
 """)
 @handle_errors
+@train_command(lr=5e-4)
 def train_upscale(
     data: Data,
     out: Out,
@@ -149,29 +150,50 @@ def train_upscale(
     blocks: Annotated[int, typer.Option(help="Residual blocks.")] = 8,
     patch: Annotated[int, typer.Option(help="Low-resolution patch size in pixels (the target is scale times "
                                        "larger).")] = 48,
-    batch_size: BatchSize = 16,
-    steps: Steps = 20000,
-    lr: Lr = 5e-4,
-    lr_min: LrMin = 1e-6,
-    warmup: Warmup = 200,
-    val: Val = None,
-    val_count: ValCount = 8,
-    val_every: ValEvery = 500,
-    checkpoint_minutes: CheckpointMinutes = 5.0,
-    init: Init = None,
-    resume: Resume = False,
-    device: Device = "auto",
-    precision: Precision = "auto",
-    threads: Threads = 0,
-    seed: Seed = 0,
-    name: Name = None,
-    quiet: Quiet = False,
+    common: dict = None,
 ):
     """Train a super-resolution autoencoder on sharp images (they are downscaled for you)."""
-    values = dict(locals())
+    values = {**{k: v for k, v in locals().items() if k != "common"}, **common}
     command = recorded_command(train_upscale, values, ["aetool", "train", "upscale"])
     from ..training.upscale import UpscaleTask
 
     task = UpscaleTask(data, scale=scale, width=width, blocks=blocks, patch=patch, degradation=degradation,
-                       val=val, val_count=val_count)
+                       val=common["val"], val_count=common["val_count"])
+    run_training(task, values, command)
+
+
+@train_app.command("inpaint", epilog="""Examples:
+
+  aetool train inpaint --data ~/photos --out my-inpaint.safetensors
+
+  aetool train inpaint --data ~/scans --masks thin --init inpaint-color --steps 2000 --lr 5e-5 --out scratches.safetensors
+""")
+@handle_errors
+@train_command(batch_size=8)
+def train_inpaint(
+    data: Data,
+    out: Out,
+    width: Annotated[str, typer.Option(help="Feature channels per U-Net level, comma-separated.")] = "32,64,96,128",
+    dilations: Annotated[str, typer.Option(help="Dilation of each residual block at the bottom level, "
+                                           "comma-separated.")] = "1,2,4,8,1",
+    masks: Annotated[str, typer.Option(help="Hole kinds to train on: thin, thick, box (comma-separated).")]
+    = "thin,thick,box",
+    max_hole: Annotated[float, typer.Option(help="Largest fraction of a patch that a mask may cover.")] = 0.5,
+    patch: Annotated[int, typer.Option(help="Training patch size in pixels.")] = 128,
+    common: dict = None,
+):
+    """Train an inpainting autoencoder on clean images with random hole masks."""
+    values = {**{k: v for k, v in locals().items() if k != "common"}, **common}
+    command = recorded_command(train_inpaint, values, ["aetool", "train", "inpaint"])
+    from ..errors import UsageError
+    from ..training.inpaint import InpaintTask
+
+    try:
+        widths = tuple(int(w) for w in width.split(","))
+        dils = tuple(int(d) for d in dilations.split(","))
+    except ValueError:
+        raise UsageError("--width and --dilations must be comma-separated integers") from None
+    kinds = tuple(k.strip() for k in masks.split(",") if k.strip())
+    task = InpaintTask(data, channels=widths, dilations=dils, patch=patch, kinds=kinds, max_hole=max_hole,
+                       val=common["val"], val_count=common["val_count"])
     run_training(task, values, command)

@@ -44,26 +44,12 @@ def upscale_command(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name (see `aetool models`) or a "
                                                  ".safetensors file from `aetool train upscale`; default: the "
                                                  "shipped model for the scale.", show_default=False)] = None,
-    recursive: o.Recursive = False,
-    suffix: o.Suffix = "",
-    fmt: o.Format = "same",
-    quality: o.Quality = None,
-    device: o.Device = "auto",
-    batch_size: o.BatchSize = 0,
-    tile: o.Tile = "auto",
-    precision: o.Precision = "auto",
-    workers: o.Workers = 0,
-    overwrite: o.Overwrite = False,
-    dry_run: o.DryRun = False,
-    as_json: o.Json = False,
-    quiet: o.Quiet = False,
-    verbose: o.Verbose = False,
-    max_pixels: o.MaxPixels = 250.0,
+    args: o.ImageArgs = None,
 ):
     """Enlarge photos 2x, 3x, 4x or to any size with a super-resolution autoencoder."""
     from ..errors import UsageError
 
-    opts = engine_options(device, precision, tile, batch_size, workers, max_pixels)
+    opts = engine_options(args)
     if sum(x is not None for x in (scale, outscale)) > 1 or ((width or height) and (scale or outscale)):
         raise UsageError("give one of --scale, --outscale, or --width/--height")
     if model is not None:
@@ -82,12 +68,10 @@ def upscale_command(
         from ..api import Upscaler
 
         up = Upscaler(model, opts)
-        return lambda pic: up.picture(pic, scale, outscale, width, height)
+        return lambda pic, item: up.picture(pic, scale, outscale, width, height)
 
-    run_image_command("upscale", inputs, output, recursive=recursive, suffix=suffix, fmt=fmt, quality=quality,
-                      overwrite=overwrite, dry_run=dry_run, as_json=as_json, quiet=quiet, verbose=verbose,
-                      options=opts, make_processor=make_processor)
+    run_image_command("upscale", inputs, output, args, opts, make_processor)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("upscale", epilog=EPILOG)(handle_errors(upscale_command))
+    app.command("upscale", epilog=EPILOG)(handle_errors(o.image_command(upscale_command)))

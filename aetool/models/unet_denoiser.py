@@ -14,10 +14,9 @@ The network reads an image in [0, 1] and a map of the noise standard deviation (
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..layers import ResBlock, conv3x3, downsample, upsample
+from ..layers import ResBlock, conv3x3, downsample, pad_to_multiple, unet_pass, upsample
 from ..registry import register
 
 
@@ -53,23 +52,9 @@ class UNetDenoiser(nn.Module):
         if sigma.dim() == 1:
             sigma = sigma.view(-1, 1, 1, 1).expand(-1, 1, x.shape[2], x.shape[3])
         h, w = x.shape[-2:]
-        m = self.multiple
-        pad_h, pad_w = (-h) % m, (-w) % m
-        if pad_h or pad_w:
-            # Replicate padding: reflect fails on inputs thinner than the pad.
-            x_in = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-            sigma = F.pad(sigma, (0, pad_w, 0, pad_h), mode="replicate")
-        else:
-            x_in = x
+        x_in, sigma = pad_to_multiple(x, self.multiple), pad_to_multiple(sigma, self.multiple)
         feat = self.head(torch.cat([x_in, sigma.to(x_in.dtype)], dim=1))
-        skips = []
-        for enc, down in zip(self.encoders, self.downs):
-            feat = enc(feat)
-            skips.append(feat)
-            feat = down(feat)
-        feat = self.body(feat)
-        for up, dec, skip in zip(self.ups, self.decoders, reversed(skips)):
-            feat = dec(up(feat) + skip)
+        feat = unet_pass(feat, self.encoders, self.downs, self.body, self.ups, self.decoders)
         out = x_in + self.tail(feat)
         return out[..., :h, :w]
 

@@ -25,6 +25,15 @@ def list_images(dirs: list[Path]) -> list[Path]:
     return files
 
 
+def split_files(data: list[Path], val: list[Path] | None, val_count: int) -> tuple[list[Path], list[Path]]:
+    """Training and validation files: --val folders if given, else the last `val_count` training
+    files (sorted by path) held out, the declared validation split."""
+    files = list_images(data)
+    if val:
+        return files, list_images(val)
+    return files[:-val_count], files[-val_count:]
+
+
 def load_images(files: list[Path], channels: int, min_size: int) -> list[np.ndarray]:
     """uint8 arrays (H, W, C); images smaller than `min_size` are skipped."""
     from PIL import Image, ImageOps

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..noise import add_gaussian_noise
-from .data import PatchSampler, center_crops, list_images, load_images
+from .data import PatchSampler, center_crops, load_images, split_files
 
 
 class DenoiseTask:
@@ -42,12 +42,7 @@ class DenoiseTask:
     def prepare(self, device: str) -> None:
         import torch
 
-        files = list_images(self.data)
-        if self.val:
-            val_files = list_images(self.val)
-        else:
-            # Hold out the last few files (sorted by path) as the declared validation split.
-            val_files, files = files[-self.val_count:], files[:-self.val_count]
+        files, val_files = split_files(self.data, self.val, self.val_count)
         self.train_files, self.val_files = files, val_files
         images = load_images(files, self.channels, self.patch)
         if not images:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
-from .data import center_crops, list_images, load_images
+from .data import center_crops, load_images, split_files
 
 DEGRADATIONS = ("bicubic", "photo")
 VAL_CROP = 192  # a multiple of 2, 3 and 4
@@ -109,12 +109,7 @@ class UpscaleTask:
     def prepare(self, device: str) -> None:
         import torch
 
-        files = list_images(self.data)
-        if self.val:
-            val_files = list_images(self.val)
-        else:
-            # Hold out the last few files (sorted by path) as the declared validation split.
-            val_files, files = files[-self.val_count:], files[:-self.val_count]
+        files, val_files = split_files(self.data, self.val, self.val_count)
         self.train_files, self.val_files = files, val_files
         hr_size = self.patch * self.scale
         self.hr = [crop_to_multiple(a, self.scale) for a in load_images(files, 3, hr_size)]
