@@ -109,7 +109,9 @@ def default_model(task: str, channels: int = 3, scale: int | None = None) -> Car
              and (scale is None or c.config.get("scale") == scale)]
     if not cards:
         what = f"x{scale} " if scale else ""
-        raise ModelError(f"no pretrained {what}{task} model for {channels}-channel images is installed")
+        train = f"aetool train {task}" + (f" --scale {scale}" if scale else "")
+        raise ModelError(f"no pretrained {what}{task} model for {channels}-channel images is installed; "
+                         f"train one with `{train} --data DIR --out FILE.safetensors` and pass it with --model FILE")
     for c in cards:
         if c.default:
             return c

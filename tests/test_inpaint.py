@@ -192,3 +192,11 @@ def test_train_inpaint_end_to_end(tmp_path):
     Image.fromarray(box()).save(tmp_path / "m.png")
     r = run("inpaint", src, "--mask", tmp_path / "m.png", "-o", tmp_path / "o.png", "--model", out)
     assert r.exit_code == 0, r.output
+
+
+def test_missing_shipped_model_is_a_usage_error_with_a_hint(photos, tmp_path, monkeypatch):
+    monkeypatch.setattr("aetool.registry.weights_dir", lambda: tmp_path / "no-weights")
+    Image.fromarray(box()).save(tmp_path / "m.png")
+    r = run("inpaint", photos, "--mask", tmp_path / "m.png", "-o", tmp_path / "out")
+    assert r.exit_code == 2 and "aetool train inpaint" in r.output
+    assert not (tmp_path / "out").exists()

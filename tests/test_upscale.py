@@ -165,3 +165,10 @@ def test_stdin_to_stdout(small_photo, make_upscaler):
                           input=small_photo.read_bytes(), capture_output=True)
     assert proc.returncode == 0, proc.stderr.decode()
     assert Image.open(io.BytesIO(proc.stdout)).size == (128, 96)
+
+
+def test_missing_shipped_model_is_a_usage_error_with_a_hint(small_photo, tmp_path, monkeypatch):
+    monkeypatch.setattr("aetool.registry.weights_dir", lambda: tmp_path / "no-weights")
+    r = run("upscale", small_photo, "-o", tmp_path / "o.png", "--scale", "3")
+    assert r.exit_code == 2 and "aetool train upscale --scale 3" in r.output
+    assert not (tmp_path / "o.png").exists()

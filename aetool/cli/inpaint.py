@@ -53,12 +53,12 @@ def inpaint_command(
 
     opts = engine_options(args)
     masks = mask_options(mask, mask_dir, mask_suffix, mask_color, tolerance, dilate)
-    if model is not None:
-        from ..registry import find_card
+    from ..registry import default_model, find_card
 
-        card = find_card(model)  # a wrong name is a usage error before any file is touched
-        if card.task != "inpaint":
-            raise UsageError(f"model '{card.name}' is a {card.task} model, not an inpainting model")
+    # A wrong name, or no shipped model, is a usage error before any file is touched.
+    card = find_card(model) if model is not None else default_model("inpaint", 3)
+    if card.task != "inpaint":
+        raise UsageError(f"model '{card.name}' is a {card.task} model, not an inpainting model")
 
     def make_processor():
         from ..api import Inpainter

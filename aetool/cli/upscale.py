@@ -63,6 +63,13 @@ def upscale_command(
                              "drop --scale or use --outscale")
     if scale is None and outscale is None and not (width or height):
         scale = 4
+    if model is None:  # no shipped model for what was asked: say so before any file is touched
+        from ..registry import default_model, pretrained_cards
+
+        if scale is not None:
+            default_model("upscale", 3, scale)
+        elif not pretrained_cards("upscale"):
+            default_model("upscale", 3)
 
     def make_processor():
         from ..api import Upscaler
