@@ -86,7 +86,7 @@ class GatedUNetInpaint(nn.Module):
         x = x * (1 - mask)  # whatever the hole held, the network sees zeros there
         feat = self.head(pad_to_multiple(torch.cat([x, mask.to(x.dtype)], dim=1), self.multiple))
         feat = unet_pass(feat, self.encoders, self.downs, self.body, self.ups, self.decoders)
-        return torch.sigmoid(self.tail(feat))[..., :h, :w]
+        return torch.sigmoid(self.tail(feat).float())[..., :h, :w]  # fp32 out, even under bf16 autocast
 
 
 @register("gated_unet_inpaint")

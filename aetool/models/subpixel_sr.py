@@ -46,8 +46,8 @@ class SubpixelSR(nn.Module):
         feat = self.head(x)
         feat = feat + self.body(feat)
         detail = F.pixel_shuffle(self.to_subpixels(feat), self.scale)
-        base = F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
-        return base.to(detail.dtype) + detail
+        base = F.interpolate(x.float(), scale_factor=self.scale, mode="bicubic", align_corners=False)
+        return base + detail.float()  # the sum in fp32: bf16 would round the image itself to ~1/256
 
 
 @register("subpixel_sr")
