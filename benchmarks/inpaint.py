@@ -251,6 +251,8 @@ def update_cards(args, info: dict, results: dict, counts: dict, coverage: dict, 
     if path is None:
         return f"no card found for {args.model or 'the shipped default'}: nothing written"
     card = json.loads(path.read_text())
+    if card.get("task") != "inpaint":
+        return f"{path} is the card of a {card.get('task')} model, not an inpainting model: nothing written"
     if used_models and card.get("name") not in used_models:
         return (f"{path} is the card of '{card.get('name')}' but aetool reported running "
                 f"{', '.join(sorted(used_models))}: nothing written")
