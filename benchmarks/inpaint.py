@@ -553,7 +553,8 @@ def main(argv=None) -> int:
                         else:
                             cell["s_per_mp"] = run.seconds / mp
                         if method == "aetool":
-                            used_models |= {o["model"] for o in json_lines(run.stdout) if isinstance(o.get("model"), str)}
+                            used_models |= {o["model"] for o in json_lines(run.stdout)
+                                            if isinstance(o.get("model"), str)}
                     results[method].setdefault(name, {})[kind] = cell
                     if set_index == 0:
                         example["outputs"].setdefault(kind, {})[method] = read_output(
