@@ -155,9 +155,18 @@ def model_section(card: dict, path: Path) -> list[str]:
         rows.append(("validation", f"{len(files)} held-out files ({', '.join(files)}), {val.get('crop')}-pixel "
                                    f"centre crops, σ {', '.join(map(str, val.get('sigmas', [])))}; "
                                    f"{val.get('metric', '')}"))
+    earlier = tr.pop("init_from", None)
     for k, v in tr.items():
         rows.append((k.replace("_", " "), cell(v)))
     out += ["| | |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows] + [""]
+    stage = 1
+    while isinstance(earlier, dict):  # the chain of runs this one started from (--init)
+        t = earlier.get("training") or {}
+        out += [f"Started from `{earlier.get('name')}` (sha256 `{(earlier.get('sha256') or '')[:12]}...`), "
+                f"trained by:", "", "```sh", t.get("command", "?"), "```", "",
+                f"{cell(t.get('steps'))} steps, {duration(t.get('seconds', 0))}, validation PSNR "
+                f"{cell(t.get('final_val_psnr'))} dB" + (f"; {t['note']}" if t.get("note") else "") + ".", ""]
+        earlier, stage = t.get("init_from"), stage + 1
     refs = datasets(folders)
     if refs:
         out += ["Training data:", ""] + [f"- {n}: {r}" for n, r in refs] + [""]
