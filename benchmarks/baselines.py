@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import list_images, to_uint8, write_png  # noqa: E402
+from common import each_file, list_images, to_uint8, write_png  # noqa: E402
 
 # OpenCV's weight is exp(-d2 / h^2), d2 the mean squared difference per channel between two 7x7
 # patches (no noise-variance subtraction). Two patches of the same content differ by 2 s^2 on
@@ -69,17 +69,13 @@ def main(argv=None) -> int:
     ap.add_argument("output", type=Path)
     args = ap.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
-    failed = 0
-    for path in list_images(args.input):
-        try:
-            with Image.open(path) as im:
-                img = np.asarray(im.convert("L" if im.mode in ("L", "I;16", "I") else "RGB"))
-            write_png(args.output / (path.stem + ".png"), METHODS[args.method](img, args.sigma))
-        except Exception as exc:  # report and go on with the other files
-            failed += 1
-            print(f"{path.name}: {exc}", file=sys.stderr)
-    return 1 if failed else 0
 
+    def work(path):
+        with Image.open(path) as im:
+            img = np.asarray(im.convert("L" if im.mode in ("L", "I;16", "I") else "RGB"))
+        write_png(args.output / (path.stem + ".png"), METHODS[args.method](img, args.sigma))
+
+    return each_file(list_images(args.input), work)
 
 if __name__ == "__main__":
     sys.exit(main())

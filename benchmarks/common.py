@@ -162,3 +162,25 @@ def write_section(path: Path, name: str, text: str, title: str = "# Benchmarks")
         new = old.rstrip("\n") + "\n\n" + block + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(new)
+
+
+def failure(run) -> str:
+    """The first per-file error of a `--json` run if there is one, else the command's last line."""
+    errs = [o["error"] for o in json_lines(run.stdout) if isinstance(o.get("error"), str)]
+    if not errs:
+        return run.error
+    more = f" (and {len(errs) - 1} more files failed)" if len(errs) > 1 else ""
+    return f"exit {run.returncode}: {errs[0]}{more}"[:240]
+
+
+def each_file(paths, work) -> int:
+    """For the baseline scripts: call work(path) for every file, report a failure on stderr and go
+    on with the others; the exit code is 1 if any file failed."""
+    failed = 0
+    for path in paths:
+        try:
+            work(path)
+        except Exception as exc:  # report and go on with the other files
+            failed += 1
+            print(f"{path.name}: {exc}", file=sys.stderr)
+    return 1 if failed else 0

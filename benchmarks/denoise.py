@@ -38,7 +38,7 @@ from aetool.noise import add_gaussian_noise
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baselines import NLM_RULE  # noqa: E402
-from common import (ROOT, json_lines, list_images, machine, machine_line, md_table, megapixels,  # noqa: E402
+from common import (ROOT, failure, json_lines, list_images, machine, machine_line, md_table, megapixels,  # noqa: E402
                     psnr, read_image, resolve_command, run_timed, ssim, to_uint8, write_png, write_section)
 
 METHODS = ["aetool-blind", "aetool-sigma", "aetool-blind-fp32", "bm3d", "nlm"]
@@ -136,15 +136,6 @@ def score(images, mode: str, out: Path, stdout: str) -> dict:
         return {"error": f"no usable output for {len(missing)} of {len(images)} images ({missing[0]}, ...)"}
     return {"psnr": float(np.mean([r["psnr"] for r in rows])), "ssim": float(np.mean([r["ssim"] for r in rows])),
             "images": rows}
-
-
-def failure(run) -> str:
-    """The first per-file error of a `--json` run if there is one, else the command's last line."""
-    errs = [o["error"] for o in json_lines(run.stdout) if isinstance(o.get("error"), str)]
-    if not errs:
-        return run.error
-    more = f" (and {len(errs) - 1} more files failed)" if len(errs) > 1 else ""
-    return f"exit {run.returncode}: {errs[0]}{more}"[:240]
 
 
 def run_published(images, sigma: int, methods: list[str]) -> dict:

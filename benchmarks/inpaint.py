@@ -41,7 +41,7 @@ import numpy as np
 from aetool.maskgen import KINDS, protocol_mask
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (ROOT, json_lines, list_images, machine, machine_line, md_table, megapixels,  # noqa: E402
+from common import (ROOT, failure, json_lines, list_images, machine, machine_line, md_table, megapixels,  # noqa: E402
                     psnr, read_image, resolve_command, run_timed, ssim, write_png, write_section)
 
 METHODS = ["aetool", "telea", "ns"]
@@ -166,15 +166,6 @@ def score(images, masks, out: Path, stdout: str) -> dict:
     for key in ("hole_psnr", "psnr", "ssim"):
         cell[key] = float(np.mean([r[key] for r in rows]))
     return cell
-
-
-def failure(run) -> str:
-    """The first per-file error of a `--json` run if there is one, else the command's last line."""
-    errs = [o["error"] for o in json_lines(run.stdout) if isinstance(o.get("error"), str)]
-    if not errs:
-        return run.error
-    more = f" (and {len(errs) - 1} more files failed)" if len(errs) > 1 else ""
-    return f"exit {run.returncode}: {errs[0]}{more}"[:240]
 
 
 def command(method: str, args, inp: Path, masks: Path, out: Path) -> list[str]:

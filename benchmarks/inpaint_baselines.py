@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import IMAGE_SUFFIXES, list_images, write_png  # noqa: E402
+from common import IMAGE_SUFFIXES, each_file, list_images, write_png  # noqa: E402
 
 METHODS = ("telea", "ns")
 
@@ -57,24 +57,20 @@ def main(argv=None) -> int:
     ap.add_argument("--radius", type=float, default=5.0, help="inpaintRadius of cv2.inpaint (default 5)")
     args = ap.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
-    failed = 0
-    for path in list_images(args.input):
-        try:
-            mask_path = find_mask(args.masks, path.stem)
-            if mask_path is None:
-                raise FileNotFoundError(f"no mask {path.stem}.png in {args.masks}")
-            with Image.open(path) as im:
-                img = np.asarray(im.convert("L" if im.mode in ("L", "I;16", "I", "1") else "RGB"))
-            with Image.open(mask_path) as im:
-                mask = np.asarray(im.convert("L")) > 0
-            if mask.shape != img.shape[:2]:
-                raise ValueError(f"mask is {mask.shape[1]}x{mask.shape[0]}, image is {img.shape[1]}x{img.shape[0]}")
-            write_png(args.output / (path.stem + ".png"), inpaint(img, mask, args.method, args.radius))
-        except Exception as exc:  # report and go on with the other files
-            failed += 1
-            print(f"{path.name}: {exc}", file=sys.stderr)
-    return 1 if failed else 0
 
+    def work(path):
+        mask_path = find_mask(args.masks, path.stem)
+        if mask_path is None:
+            raise FileNotFoundError(f"no mask {path.stem}.png in {args.masks}")
+        with Image.open(path) as im:
+            img = np.asarray(im.convert("L" if im.mode in ("L", "I;16", "I", "1") else "RGB"))
+        with Image.open(mask_path) as im:
+            mask = np.asarray(im.convert("L")) > 0
+        if mask.shape != img.shape[:2]:
+            raise ValueError(f"mask is {mask.shape[1]}x{mask.shape[0]}, image is {img.shape[1]}x{img.shape[0]}")
+        write_png(args.output / (path.stem + ".png"), inpaint(img, mask, args.method, args.radius))
+
+    return each_file(list_images(args.input), work)
 
 if __name__ == "__main__":
     sys.exit(main())

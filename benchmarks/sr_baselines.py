@@ -17,7 +17,7 @@ from pathlib import Path
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import list_images  # noqa: E402
+from common import each_file, list_images  # noqa: E402
 
 METHODS = {"bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS}
 
@@ -37,16 +37,12 @@ def main(argv=None) -> int:
     if args.scale < 1:
         ap.error("--scale must be a positive integer")
     args.output.mkdir(parents=True, exist_ok=True)
-    failed = 0
-    for path in list_images(args.input):
-        try:
-            with Image.open(path) as im:
-                upscale(im, args.scale, args.method).save(args.output / (path.stem + ".png"))
-        except Exception as exc:  # report and go on with the other files
-            failed += 1
-            print(f"{path.name}: {exc}", file=sys.stderr)
-    return 1 if failed else 0
 
+    def work(path):
+        with Image.open(path) as im:
+            upscale(im, args.scale, args.method).save(args.output / (path.stem + ".png"))
+
+    return each_file(list_images(args.input), work)
 
 if __name__ == "__main__":
     sys.exit(main())
