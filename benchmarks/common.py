@@ -184,3 +184,25 @@ def each_file(paths, work) -> int:
             failed += 1
             print(f"{path.name}: {exc}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def measure(cmd: list[str], repeats: int, out: Path, megapixels_in: float, score) -> tuple[dict, "Run"]:
+    """Run a method's command over a folder into a fresh `out` (timed, median of `repeats`) and
+    score its outputs: the result cell (megapixels, seconds, s_per_mp, the scores, or error)."""
+    import shutil
+
+    run = run_timed(cmd, repeats, before=lambda: (shutil.rmtree(out, ignore_errors=True), out.mkdir(parents=True)))
+    cell = {"megapixels": megapixels_in, "seconds": run.seconds}
+    cell.update(score(run.stdout) if run.error == "" else {"error": failure(run)})
+    if "error" in cell:
+        cell["seconds"] = None
+    else:
+        cell["s_per_mp"] = run.seconds / megapixels_in
+    return cell, run
+
+
+def cpu_precision() -> str:
+    """What `--precision auto` means for aetool on this machine's CPU."""
+    from aetool.device import cpu_has_native_bf16
+
+    return "bf16" if cpu_has_native_bf16() else "fp32"

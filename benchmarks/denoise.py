@@ -38,8 +38,9 @@ from aetool.noise import add_gaussian_noise
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baselines import NLM_RULE  # noqa: E402
-from common import (ROOT, failure, json_lines, list_images, machine, machine_line, md_table, megapixels,  # noqa: E402
-                    psnr, read_image, resolve_command, run_timed, ssim, to_uint8, write_png, write_section)
+from common import (ROOT, cpu_precision, json_lines, list_images, machine, machine_line, md_table,  # noqa: E402
+                    measure, megapixels, psnr, read_image, resolve_command, ssim, to_uint8, write_png,
+                    write_section)
 
 METHODS = ["aetool-blind", "aetool-sigma", "aetool-blind-fp32", "bm3d", "nlm"]
 CARDS = {"color": ROOT / "weights" / "denoise-color.json", "gray": ROOT / "weights" / "denoise-gray.json"}
@@ -332,13 +333,6 @@ def update_cards(info, results, pub, groups, sigmas, counts) -> None:
         print(f"updated the metrics of {path}", file=sys.stderr)
 
 
-def cpu_precision() -> str:
-    """What `--precision auto` means for aetool on this machine's CPU."""
-    from aetool.device import cpu_has_native_bf16
-
-    return "bf16" if cpu_has_native_bf16() else "fp32"
-
-
 # ---------------------------------------------------------------- main
 def main(argv=None) -> int:
     args = parse_args(argv)
@@ -365,16 +359,8 @@ def main(argv=None) -> int:
                 mp = megapixels(c for _, c in images)
                 for method in args.methods:
                     out = work / "out" / method / name / f"sigma{sigma}"
-                    run = run_timed(command(method, args, sigma, noisy_dir, out), args.repeats,
-                                    before=lambda out=out: (shutil.rmtree(out, ignore_errors=True),
-                                                            out.mkdir(parents=True)))
-                    cell = {"megapixels": mp, "seconds": run.seconds}
-                    cell.update(score(images, mode[name], out, run.stdout) if run.error == "" else
-                                {"error": failure(run)})
-                    if "error" in cell:
-                        cell["seconds"] = None
-                    else:
-                        cell["s_per_mp"] = run.seconds / mp
+                    cell, _ = measure(command(method, args, sigma, noisy_dir, out), args.repeats, out, mp,
+                                      lambda stdout: score(images, mode[name], out, stdout))
                     results[method].setdefault(name, {})[str(sigma)] = cell
                     msg = cell.get("error") or f"PSNR {cell['psnr']:.2f} dB, SSIM {cell['ssim']:.4f}, " \
                                                f"{cell['s_per_mp']:.2f} s/MP"

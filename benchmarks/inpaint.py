@@ -41,8 +41,9 @@ import numpy as np
 from aetool.maskgen import KINDS, protocol_mask
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (ROOT, failure, json_lines, list_images, machine, machine_line, md_table, megapixels,  # noqa: E402
-                    psnr, read_image, resolve_command, run_timed, ssim, write_png, write_section)
+from common import (ROOT, cpu_precision, json_lines, list_images, machine, machine_line, md_table,  # noqa: E402
+                    measure, megapixels, psnr, read_image, resolve_command, ssim, write_png,
+                    write_section)
 
 METHODS = ["aetool", "telea", "ns"]
 BASELINES = ["telea", "ns"]
@@ -488,13 +489,6 @@ def write_examples(path: Path, name: str, clean: np.ndarray, masks: dict, output
 
 
 # ---------------------------------------------------------------- main
-def cpu_precision() -> str:
-    """What `--precision auto` means for aetool on this machine's CPU."""
-    from aetool.device import cpu_has_native_bf16
-
-    return "bf16" if cpu_has_native_bf16() else "fp32"
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     info = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
@@ -531,18 +525,9 @@ def main(argv=None) -> int:
                     example["masks"][kind] = masks[0]
                 for method in args.methods:
                     out = work / "out" / method / name / kind
-                    run = run_timed(command(method, args, inp, mask_dir, out), args.repeats,
-                                    before=lambda out=out: (shutil.rmtree(out, ignore_errors=True),
-                                                            out.mkdir(parents=True)))
-                    cell = {"megapixels": mp, "seconds": run.seconds}
-                    if run.error:
-                        cell.update({"error": failure(run), "seconds": None})
-                    else:
-                        cell.update(score(images, masks, out, run.stdout))
-                        if "error" in cell:
-                            cell["seconds"] = None
-                        else:
-                            cell["s_per_mp"] = run.seconds / mp
+                    cell, run = measure(command(method, args, inp, mask_dir, out), args.repeats, out, mp,
+                                        lambda stdout: score(images, masks, out, stdout))
+                    if not run.error:
                         if method == "aetool":
                             used_models |= {o["model"] for o in json_lines(run.stdout)
                                             if isinstance(o.get("model"), str)}

@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (ROOT, failure, json_lines, list_images, machine, machine_line, md_table, megapixels,  # noqa: E402
-                    psnr, read_image, resolve_command, run_timed, ssim, write_section)
+from common import (ROOT, json_lines, list_images, machine, machine_line, md_table, measure, megapixels,  # noqa: E402
+                    psnr, read_image, resolve_command, ssim, write_section)
 
 METHODS = ["aetool", "bicubic", "lanczos"]
 SETS = {"set5": (2, 3, 4), "set14": (2, 3, 4), "bsd100": (4,)}
@@ -421,18 +421,8 @@ def main(argv=None) -> int:
                                args.limit is not None and args.limit < len(paths))
             for method in args.methods:
                 out = work / "out" / method / name / f"x{s}"
-                run = run_timed(command(method, args, s, inp, out), args.repeats,
-                                before=lambda out=out: (shutil.rmtree(out, ignore_errors=True),
-                                                        out.mkdir(parents=True)))
-                cell = {"megapixels": mp, "seconds": run.seconds}
-                if run.error:
-                    cell.update({"error": failure(run), "seconds": None})
-                else:
-                    cell.update(score(hr_images, s, out, run.stdout))
-                    if "error" in cell:
-                        cell["seconds"] = None
-                    else:
-                        cell["s_per_mp"] = run.seconds / mp
+                cell, run = measure(command(method, args, s, inp, out), args.repeats, out, mp,
+                                    lambda stdout: score(hr_images, s, out, stdout))
                 results[method].setdefault(name, {})[f"x{s}"] = cell
                 msg = cell.get("error") or f"Y-PSNR {cell['psnr']:.2f} dB, Y-SSIM {cell['ssim']:.4f}, " \
                                            f"{cell['s_per_mp']:.3f} s/MP"
