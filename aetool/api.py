@@ -78,6 +78,7 @@ class Upscaler:
         self.runner = Runner(options)
         self.card = None
         self._models: dict[int, Any] = {}
+        self._scales: list[int] | None = None
         if model is not None:
             self.card = find_card(model)
             if self.card.task != "upscale":
@@ -86,9 +87,11 @@ class Upscaler:
     def available_scales(self) -> list[int]:
         if self.card is not None:
             return [self.card.config["scale"]]
-        from .registry import pretrained_cards
+        if self._scales is None:  # read the cards once, not per image
+            from .registry import pretrained_cards
 
-        return sorted({c.config.get("scale") for c in pretrained_cards("upscale") if c.channels == 3})
+            self._scales = sorted({c.config.get("scale") for c in pretrained_cards("upscale") if c.channels == 3})
+        return self._scales
 
     def model_for(self, scale: int):
         if scale not in self._models:
@@ -253,18 +256,25 @@ def hole_boxes(mask: np.ndarray, margin: int, cell: int) -> list[tuple[tuple[int
     boxes = []
     for k, region in enumerate(regions, start=1):
         ys, xs = zip(*region)
-        y0, y1 = min(ys) * cell, min(h, (max(ys) + 1) * cell)
-        x0, x1 = min(xs) * cell, min(w, (max(xs) + 1) * cell)
-        own = np.repeat(np.repeat(labels == k, cell, axis=0), cell, axis=1)[:h, :w]
-        boxes.append(((y0, y1, x0, x1), own[y0:y1, x0:x1]))
+        cy0, cy1, cx0, cx1 = min(ys), max(ys) + 1, min(xs), max(xs) + 1
+        y0, y1, x0, x1 = cy0 * cell, min(h, cy1 * cell), cx0 * cell, min(w, cx1 * cell)
+        # Only this region's cells, expanded to pixels inside its box (not over the whole image).
+        own = np.repeat(np.repeat(labels[cy0:cy1, cx0:cx1] == k, cell, axis=0), cell, axis=1)
+        boxes.append(((y0, y1, x0, x1), own[:y1 - y0, :x1 - x0]))
     if sum((b[1] - b[0]) * (b[3] - b[2]) for b, _ in boxes) > 0.6 * h * w:
         return [((0, h, 0, w), np.ones((h, w), bool))]
     return boxes
 
 
-_DENOISERS: dict[tuple, Denoiser] = {}
-_UPSCALERS: dict[tuple, Upscaler] = {}
-_INPAINTERS: dict[tuple, Inpainter] = {}
+_RUNNERS: dict[tuple, Any] = {}
+
+
+def _cached(cls, model: str | None, device: str, tile: int | None, precision: str):
+    """One Denoiser/Upscaler/Inpainter per settings, so that repeated API calls load a model once."""
+    key = (cls, model, device, tile, precision)
+    if key not in _RUNNERS:
+        _RUNNERS[key] = cls(model, EngineOptions(device=device, tile=tile, precision=precision))
+    return _RUNNERS[key]
 
 
 def denoise(image, sigma: float | None = None, strength: float = 1.0, model: str | None = None,
@@ -275,10 +285,7 @@ def denoise(image, sigma: float | None = None, strength: float = 1.0, model: str
     (H, W, 3|4) of uint8 / uint16 / float in [0, 1] (returned with the same shape and dtype), or
     a torch tensor (C, H, W) or (N, C, H, W) float in [0, 1] (returned likewise). Alpha passes through.
     """
-    key = (model, device, tile, precision)
-    if key not in _DENOISERS:
-        _DENOISERS[key] = Denoiser(model, EngineOptions(device=device, tile=tile, precision=precision))
-    den = _DENOISERS[key]
+    den = _cached(Denoiser, model, device, tile, precision)
     return _apply(image, lambda colour, alpha: (den(colour, sigma, strength)[0], alpha), "denoise")
 
 
@@ -294,10 +301,7 @@ def upscale(image, scale: int | None = None, outscale: float | None = None, widt
     """
     if scale is not None and scale not in (2, 3, 4):
         raise UsageError(f"scale must be 2, 3 or 4, got {scale} (use outscale for other factors)")
-    key = (model, device, tile, precision)
-    if key not in _UPSCALERS:
-        _UPSCALERS[key] = Upscaler(model, EngineOptions(device=device, tile=tile, precision=precision))
-    up = _UPSCALERS[key]
+    up = _cached(Upscaler, model, device, tile, precision)
     if scale is None and outscale is None and not (width or height):
         scale = 4
 
@@ -323,10 +327,7 @@ def inpaint(image, mask, dilate: int = 0, model: str | None = None, device: str 
     if m.ndim == 3:
         m = m.max(axis=2)
     m = grow(m > 0, dilate)
-    key = (model, device, tile, precision)
-    if key not in _INPAINTERS:
-        _INPAINTERS[key] = Inpainter(model, EngineOptions(device=device, tile=tile, precision=precision))
-    inp = _INPAINTERS[key]
+    inp = _cached(Inpainter, model, device, tile, precision)
 
     def run(colour, alpha):
         if m.shape != colour.shape[:2]:

@@ -21,7 +21,7 @@ class EngineOptions:
     device: str = "auto"
     precision: str = "auto"
     tile: int | None = None  # None: auto; 0: never tile; N: tiles of N x N
-    overlap: int = 64  # tiled output within 0.1/255 of untiled with the shipped models
+    overlap: int = 64  # tiled output within 1/255 of untiled (tested); models may ask for more
     batch_size: int = 0  # 0: auto
     workers: int = 0  # decode/encode threads; 0: auto
     max_pixels: int = DEFAULT_MAX_PIXELS

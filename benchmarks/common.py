@@ -206,3 +206,27 @@ def cpu_precision() -> str:
     from aetool.device import cpu_has_native_bf16
 
     return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+def add_run_options(ap, name: str, methods: list[str]) -> None:
+    """The options every benchmark script has: subset, methods, timing repeats, scratch folder,
+    where the markdown section and the JSON go, and how to run aetool."""
+    csv = lambda text: [x.strip() for x in text.split(",") if x.strip()]  # noqa: E731
+    ap.add_argument("--limit", type=int, default=None,
+                    help="only the first N images of each set by file name (a subset: the report says so)")
+    ap.add_argument("--methods", type=csv, default=list(methods), help=f"subset of {','.join(methods)}")
+    ap.add_argument("--repeats", type=int, default=1, help="timing runs per folder; the median is reported")
+    ap.add_argument("--work", type=Path, default=None,
+                    help="scratch folder for inputs and outputs (default: a temp dir, removed after)")
+    ap.add_argument("--out-md", type=Path, default=ROOT / "docs" / "benchmarks.md",
+                    help=f"markdown file whose {name} section is replaced (created if missing)")
+    ap.add_argument("--out-json", type=Path, default=ROOT / "benchmarks" / "results" / f"{name}.json")
+    ap.add_argument("--section", default=name,
+                    help=f"name of the marked section of --out-md to replace (e.g. {name}-heldout)")
+    ap.add_argument("--aetool", default="aetool", help='command that runs aetool (default "aetool")')
+
+
+def check_methods(ap, args, methods: list[str]) -> None:
+    bad = set(args.methods) - set(methods)
+    if bad:
+        ap.error(f"unknown method(s) {', '.join(sorted(bad))}; choose from {', '.join(methods)}")

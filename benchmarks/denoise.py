@@ -38,9 +38,9 @@ from aetool.noise import add_gaussian_noise
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baselines import NLM_RULE  # noqa: E402
-from common import (ROOT, cpu_precision, json_lines, list_images, machine, machine_line, md_table,  # noqa: E402
-                    measure, megapixels, psnr, read_image, resolve_command, ssim, to_uint8, write_png,
-                    write_section)
+from common import (ROOT, add_run_options, check_methods, cpu_precision, json_lines, list_images,  # noqa: E402
+                    machine, machine_line, md_table, measure, megapixels, psnr, read_image,
+                    resolve_command, ssim, to_uint8, write_png, write_section)
 
 METHODS = ["aetool-blind", "aetool-sigma", "aetool-blind-fp32", "bm3d", "nlm"]
 CARDS = {"color": ROOT / "weights" / "denoise-color.json", "gray": ROOT / "weights" / "denoise-gray.json"}
@@ -56,21 +56,10 @@ def parse_args(argv=None):
     ap.add_argument("--gray-sets", type=csv, default=csv("set12,bsd68"), help="grey sets (read as L)")
     ap.add_argument("--sigmas", type=lambda s: [int(x) for x in csv(s)], default=[15, 25, 50],
                     help="noise levels, 0-255 units (default 15,25,50)")
-    ap.add_argument("--limit", type=int, default=None,
-                    help="only the first N images of each set by file name (a subset: the report says so)")
-    ap.add_argument("--methods", type=csv, default=list(METHODS), help=f"subset of {','.join(METHODS)}")
-    ap.add_argument("--repeats", type=int, default=1, help="timing runs per folder; the median is reported")
-    ap.add_argument("--work", type=Path, default=None,
-                    help="scratch folder for noisy inputs and outputs (default: a temp dir, removed after)")
-    ap.add_argument("--out-md", type=Path, default=ROOT / "docs" / "benchmarks.md",
-                    help="markdown file whose denoise section is replaced (created if missing)")
-    ap.add_argument("--out-json", type=Path, default=ROOT / "benchmarks" / "results" / "denoise.json")
+    add_run_options(ap, "denoise", METHODS)
     ap.add_argument("--update-cards", action="store_true",
                     help="write the aetool-blind numbers into the metrics of weights/denoise-{color,gray}.json "
                          "(with --limit the card says how many images per set were measured)")
-    ap.add_argument("--section", default="denoise",
-                    help="name of the marked section of --out-md to replace (e.g. denoise-heldout)")
-    ap.add_argument("--aetool", default="aetool", help='command that runs aetool (default "aetool")')
     ap.add_argument("--published", action="store_true",
                     help="also run the published-paper protocol through aetool's Python API")
     args = ap.parse_args(argv)
@@ -84,9 +73,7 @@ def parse_args(argv=None):
                 args.set_dirs[label] = Path(folder)
             labels.append(label)
         setattr(args, attr, labels)
-    bad = set(args.methods) - set(METHODS)
-    if bad:
-        ap.error(f"unknown method(s) {', '.join(sorted(bad))}; choose from {', '.join(METHODS)}")
+    check_methods(ap, args, METHODS)
     args.methods = [m for m in METHODS if m in args.methods]
     return args
 

@@ -41,9 +41,9 @@ import numpy as np
 from aetool.maskgen import KINDS, protocol_mask
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (ROOT, cpu_precision, json_lines, list_images, machine, machine_line, md_table,  # noqa: E402
-                    measure, megapixels, psnr, read_image, resolve_command, ssim, write_png,
-                    write_section)
+from common import (ROOT, add_run_options, cpu_precision, json_lines, list_images, machine,  # noqa: E402
+                    machine_line, md_table, measure, megapixels, psnr, read_image, resolve_command,
+                    ssim, write_png, write_section)
 
 METHODS = ["aetool", "telea", "ns"]
 BASELINES = ["telea", "ns"]
@@ -63,20 +63,10 @@ def parse_args(argv=None):
                          "from DATA/test/denoise/<set>")
     ap.add_argument("--sets", type=csv, default=list(SETS), help="colour sets, read as RGB (default kodak24,cbsd68)")
     ap.add_argument("--kinds", type=csv, default=list(KINDS), help=f"mask kinds, subset of {','.join(KINDS)}")
-    ap.add_argument("--limit", type=int, default=None,
-                    help="only the first N images of each set by file name (a subset: the report says so)")
-    ap.add_argument("--methods", type=csv, default=list(METHODS), help=f"subset of {','.join(METHODS)}")
-    ap.add_argument("--repeats", type=int, default=1, help="timing runs per folder; the median is reported")
-    ap.add_argument("--work", type=Path, default=None,
-                    help="scratch folder for the masked inputs, masks and outputs (default: a temp dir, removed after)")
-    ap.add_argument("--out-md", type=Path, default=ROOT / "docs" / "benchmarks.md",
-                    help="markdown file whose inpaint section is replaced (created if missing)")
-    ap.add_argument("--out-json", type=Path, default=ROOT / "benchmarks" / "results" / "inpaint.json")
-    ap.add_argument("--section", default="inpaint", help="name of the marked section of --out-md to replace")
+    add_run_options(ap, "inpaint", METHODS)
     ap.add_argument("--examples", default=str(ROOT / "docs" / "inpaint-examples.png"),
                     help="picture of the first image of the first set, one row per mask kind "
                          "(default docs/inpaint-examples.png; '' or 'none' for no picture)")
-    ap.add_argument("--aetool", default="aetool", help='command that runs aetool (default "aetool")')
     ap.add_argument("--model", default=None,
                     help="model passed to `aetool inpaint --model` (a name or a .safetensors file); "
                          "default: aetool's shipped default inpainting model")

@@ -36,8 +36,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (ROOT, json_lines, list_images, machine, machine_line, md_table, measure, megapixels,  # noqa: E402
-                    psnr, read_image, resolve_command, ssim, write_section)
+from common import (ROOT, add_run_options, check_methods, json_lines, list_images, machine,  # noqa: E402
+                    machine_line, md_table, measure, megapixels, psnr, read_image, resolve_command,
+                    ssim, write_section)
 
 METHODS = ["aetool", "bicubic", "lanczos"]
 SETS = {"set5": (2, 3, 4), "set14": (2, 3, 4), "bsd100": (4,)}
@@ -57,17 +58,7 @@ def parse_args(argv=None):
     ap.add_argument("--sets", type=csv, default=list(SETS), help="subset of set5,set14,bsd100")
     ap.add_argument("--scales", type=lambda s: [int(x) for x in csv(s)], default=[2, 3, 4],
                     help="scales to measure (default 2,3,4; bsd100 has x4 only)")
-    ap.add_argument("--limit", type=int, default=None,
-                    help="only the first N images of each set by file name (a subset: the report says so)")
-    ap.add_argument("--methods", type=csv, default=list(METHODS), help=f"subset of {','.join(METHODS)}")
-    ap.add_argument("--repeats", type=int, default=1, help="timing runs per folder; the median is reported")
-    ap.add_argument("--work", type=Path, default=None,
-                    help="scratch folder for the outputs (default: a temp dir, removed after)")
-    ap.add_argument("--out-md", type=Path, default=ROOT / "docs" / "benchmarks.md",
-                    help="markdown file whose upscale section is replaced (created if missing)")
-    ap.add_argument("--out-json", type=Path, default=ROOT / "benchmarks" / "results" / "upscale.json")
-    ap.add_argument("--section", default="upscale", help="name of the marked section of --out-md to replace")
-    ap.add_argument("--aetool", default="aetool", help='command that runs aetool (default "aetool")')
+    add_run_options(ap, "upscale", METHODS)
     ap.add_argument("--model", default=None,
                     help="model for every scale, passed as `--model`; {scale} is replaced by the scale "
                          "(e.g. my-sr-x{scale}.safetensors). Default: aetool's shipped model for the scale")
@@ -77,9 +68,7 @@ def parse_args(argv=None):
                     help="write the measured aetool Y-PSNR/SSIM per set into the metrics of the card of the "
                          "model used for each scale (refused with --limit)")
     args = ap.parse_args(argv)
-    bad = set(args.methods) - set(METHODS)
-    if bad:
-        ap.error(f"unknown method(s) {', '.join(sorted(bad))}; choose from {', '.join(METHODS)}")
+    check_methods(ap, args, METHODS)
     bad = set(args.sets) - set(SETS)
     if bad:
         ap.error(f"unknown set(s) {', '.join(sorted(bad))}; choose from {', '.join(SETS)}")
