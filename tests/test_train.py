@@ -132,6 +132,16 @@ def test_train_upscale_end_to_end_and_resume(train_dir, tmp_path):
     r = runner.invoke(app, ["upscale", str(src), "-o", str(tmp_path / "big.png"), "--model", str(out)])
     assert r.exit_code == 0, r.output
     assert Image.open(tmp_path / "big.png").size == (72, 60)
+    # An x3 model seeds an x2 one: its feature layers carry over, the sub-pixel layer is new.
+    x2 = tmp_path / "x2.safetensors"
     r = runner.invoke(app, ["train", "upscale", "--scale", "2", "--data", str(train_dir), "--out",
-                            str(tmp_path / "x.safetensors"), "--init", str(out), *tiny])
-    assert r.exit_code == 2 and "x3" in r.output
+                            str(x2), "--init", str(out), "--steps", "1", "--lr", "1e-9", *tiny])
+    assert r.exit_code == 0, r.output
+    card = json.loads(x2.with_suffix(".json").read_text())
+    assert card["config"]["scale"] == 2 and card["training"]["init_from"]["name"] == "sr"
+    seeded, seed = load_file(x2), load_file(out)
+    assert (seeded["head.weight"] - seed["head.weight"]).abs().max() < 1e-6
+    assert seeded["to_subpixels.weight"].shape[0] == 12 and seeded["to_subpixels.weight"].abs().max() < 1e-6
+    r = runner.invoke(app, ["train", "denoise", "--data", str(train_dir), "--out",
+                            str(tmp_path / "d.safetensors"), "--init", str(out), "--steps", "1"])
+    assert r.exit_code == 2 and "not a denoiser" in r.output

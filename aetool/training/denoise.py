@@ -32,12 +32,16 @@ class DenoiseTask:
 
         return UNetDenoiser(in_channels=self.channels, channels=self.width, blocks=self.blocks)
 
-    def check_init(self, model) -> None:
+    def adopt_init(self, model):
+        """The --init model, checked to fit this task."""
         from ..errors import UsageError
 
+        if getattr(model, "arch_name", None) != "unet_denoiser":
+            raise UsageError("--init model is not a denoiser")
         if model.config.get("in_channels") != self.channels:
             raise UsageError(f"--init model has {model.config.get('in_channels')} channels, "
                              f"but --channels is {self.channels}")
+        return model
 
     def prepare(self, device: str) -> None:
         import torch

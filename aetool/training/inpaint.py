@@ -54,9 +54,11 @@ class InpaintTask:
 
         return GatedUNetInpaint(in_channels=3, channels=self.channels, dilations=self.dilations)
 
-    def check_init(self, model) -> None:
+    def adopt_init(self, model):
+        """The --init model, checked to fit this task."""
         if getattr(model, "arch_name", None) != "gated_unet_inpaint":
             raise UsageError("--init model is not an inpainting model")
+        return model
 
     def prepare(self, device: str) -> None:
         import torch

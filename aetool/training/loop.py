@@ -177,7 +177,7 @@ def train(cfg: TrainConfig, task) -> dict:
         model = load_model(init_card, "cpu")
         for p in model.parameters():
             p.requires_grad_(True)
-        task.check_init(model)
+        model = task.adopt_init(model)
     else:
         model = task.build_model()
     model.train().to(device).to(memory_format=torch.channels_last)

@@ -93,11 +93,28 @@ class UpscaleTask:
 
         return SubpixelSR(in_channels=3, scale=self.scale, width=self.width, blocks=self.blocks)
 
-    def check_init(self, model) -> None:
+    def adopt_init(self, model):
+        """The --init model; an upscaler of another scale lends its feature layers (head and body)
+        and gets a new sub-pixel layer for this scale, zeroed so that training starts from bicubic
+        (EDSR's trick: x3/x4 from a trained x2 converge faster than from scratch)."""
+        import torch
+
+        from ..models.subpixel_sr import SubpixelSR
+
         if getattr(model, "arch_name", None) != "subpixel_sr":
             raise UsageError("--init model is not an upscaler")
-        if model.config.get("scale") != self.scale:
-            raise UsageError(f"--init model enlarges x{model.config.get('scale')}, but --scale is {self.scale}")
+        if model.config.get("in_channels") != 3:
+            raise UsageError("--init model is not a colour upscaler")
+        if model.config["scale"] == self.scale:
+            return model
+        config = dict(model.config, scale=self.scale)
+        rescaled = SubpixelSR(**config)
+        features = {k: v for k, v in model.state_dict().items() if not k.startswith("to_subpixels.")}
+        rescaled.load_state_dict(features, strict=False)
+        with torch.no_grad():
+            rescaled.to_subpixels.weight.zero_()
+            rescaled.to_subpixels.bias.zero_()
+        return rescaled
 
     def _low_res(self, hr: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         from ..resize import downscale_uint8
