@@ -52,3 +52,28 @@ def unet_pass(feat: torch.Tensor, encoders, downs, body, ups, decoders) -> torch
     for up, dec, skip in zip(ups, decoders, reversed(skips)):
         feat = dec(up(feat) + skip)
     return feat
+
+
+def push_pull_fill(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Fill the pixels of zero weight from their weighted neighbours at growing distances
+    (push-pull: Gortler et al., "The Lumigraph", SIGGRAPH 1996).
+
+    Push: a pyramid of weighted means, halving down to one pixel. Pull: from the coarsest level
+    up, a pixel with no weight takes the bilinear enlargement of the level below. The result is a
+    smooth fill that follows the colours around each hole, in fp32, with no parameters.
+    x: (B, C, H, W); weight: (B, 1, H, W) in [0, 1] (0 = unknown). Known pixels are returned as is.
+    """
+    x, weight = x.float(), weight.float()
+    levels = []
+    c, a = x * weight, weight
+    while True:
+        levels.append((c, a))
+        if max(c.shape[-2:]) <= 1:
+            break
+        c, a = F.avg_pool2d(c, 2, ceil_mode=True), F.avg_pool2d(a, 2, ceil_mode=True)
+    c, a = levels.pop()
+    colour = c / a.clamp(min=1e-12)
+    for c, a in reversed(levels):
+        coarse = F.interpolate(colour, size=a.shape[-2:], mode="bilinear", align_corners=False)
+        colour = torch.where(a > 0, c / a.clamp(min=1e-12), coarse)
+    return torch.where(weight > 0, x, colour)

@@ -9,18 +9,23 @@ Papers:
   Segmentation", MICCAI 2015: encoder-decoder with skip connections.
 - F. Yu, V. Koltun, "Multi-Scale Context Aggregation by Dilated Convolutions", ICLR 2016: dilated
   convolutions widen the reach without more downsampling.
+- S. J. Gortler et al., "The Lumigraph", SIGGRAPH 1996: push-pull interpolation, the smooth
+  parameter-free first fill that the network corrects.
 - R. Suvorov et al., "Resolution-robust Large Mask Inpainting with Fourier Convolutions" (LaMa),
   WACV 2022: the mask kinds used in training (strokes of random width and length, boxes).
 
-The network reads an image in [0, 1] whose holes are set to 0 and the mask (1 = hole), and returns
-a full image; callers keep the known pixels and take only the holes from it.
+The network reads an image in [0, 1] and the mask (1 = hole). The holes are first filled by
+push-pull (smooth colours from around each hole); the U-Net sees that image and the mask and adds
+a correction (edges, texture). Starting from a fill that is already about as good as OpenCV's is
+what lets a short training run beat it. It returns a full image; callers keep the known pixels
+and take only the holes from it.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from ..layers import ResBlock, conv3x3, pad_to_multiple, unet_pass, upsample
+from ..layers import ResBlock, conv3x3, pad_to_multiple, push_pull_fill, unet_pass, upsample
 from ..registry import register
 
 
@@ -69,6 +74,8 @@ class GatedUNetInpaint(nn.Module):
             self.ups.append(upsample(channels[i + 1], channels[i]))
             self.decoders.append(ResBlock(channels[i]))
         self.tail = conv3x3(channels[0], in_channels)
+        nn.init.zeros_(self.tail.weight)  # untrained, the model returns the push-pull fill
+        nn.init.zeros_(self.tail.bias)
 
     @property
     def multiple(self) -> int:
@@ -83,10 +90,10 @@ class GatedUNetInpaint(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) in [0, 1]; mask: (B, 1, H, W), 1 = hole. Returns the full prediction."""
         h, w = x.shape[-2:]
-        x = x * (1 - mask)  # whatever the hole held, the network sees zeros there
-        feat = self.head(pad_to_multiple(torch.cat([x, mask.to(x.dtype)], dim=1), self.multiple))
+        base = push_pull_fill(x, 1 - mask.float())  # whatever the hole held is not looked at
+        feat = self.head(pad_to_multiple(torch.cat([base.to(x.dtype), mask.to(x.dtype)], dim=1), self.multiple))
         feat = unet_pass(feat, self.encoders, self.downs, self.body, self.ups, self.decoders)
-        return torch.sigmoid(self.tail(feat).float())[..., :h, :w]  # fp32 out, even under bf16 autocast
+        return base + self.tail(feat)[..., :h, :w].float()  # the sum in fp32, even under bf16 autocast
 
 
 @register("gated_unet_inpaint")
