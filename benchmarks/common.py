@@ -226,6 +226,19 @@ def add_run_options(ap, name: str, methods: list[str]) -> None:
     ap.add_argument("--aetool", default="aetool", help='command that runs aetool (default "aetool")')
 
 
+def named_sets(items: list[str]) -> tuple[list[str], dict[str, Path]]:
+    """Set names as given to --sets. An item LABEL=FOLDER names photos outside ../shared, measured
+    by the same protocol (benchmarks/heldout_photos.py writes such folders). Returns the labels and
+    the folders of the named ones."""
+    labels, folders = [], {}
+    for item in items:
+        label, _, folder = item.partition("=")
+        if folder:
+            folders[label] = Path(folder)
+        labels.append(label)
+    return labels, folders
+
+
 def check_methods(ap, args, methods: list[str]) -> None:
     bad = set(args.methods) - set(methods)
     if bad:

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baselines import NLM_RULE  # noqa: E402
 from common import (ROOT, add_run_options, check_methods, cpu_precision, json_lines, list_images,  # noqa: E402
                     machine, machine_line, md_table, measure, megapixels, psnr, read_image,
-                    resolve_command, ssim, to_uint8, write_png, write_section)
+                    named_sets, resolve_command, ssim, to_uint8, write_png, write_section)
 
 METHODS = ["aetool-blind", "aetool-sigma", "aetool-blind-fp32", "bm3d", "nlm"]
 CARDS = {"color": ROOT / "weights" / "denoise-color.json", "gray": ROOT / "weights" / "denoise-gray.json"}
@@ -63,16 +63,11 @@ def parse_args(argv=None):
     ap.add_argument("--published", action="store_true",
                     help="also run the published-paper protocol through aetool's Python API")
     args = ap.parse_args(argv)
-    # A set may also be given as LABEL=FOLDER: photos outside ../shared, measured by the same protocol.
     args.set_dirs = {}
     for attr in ("sets", "gray_sets"):
-        labels = []
-        for item in getattr(args, attr):
-            label, _, folder = item.partition("=")
-            if folder:
-                args.set_dirs[label] = Path(folder)
-            labels.append(label)
+        labels, folders = named_sets(getattr(args, attr))
         setattr(args, attr, labels)
+        args.set_dirs.update(folders)
     check_methods(ap, args, METHODS)
     args.methods = [m for m in METHODS if m in args.methods]
     return args

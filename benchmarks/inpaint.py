@@ -43,7 +43,7 @@ from aetool.maskgen import KINDS, protocol_mask
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (ROOT, add_run_options, cpu_precision, json_lines, list_images, machine,  # noqa: E402
                     machine_line, md_table, measure, megapixels, psnr, read_image, resolve_command,
-                    ssim, write_png, write_section)
+                    named_sets, ssim, write_png, write_section)
 
 METHODS = ["aetool", "telea", "ns"]
 BASELINES = ["telea", "ns"]
@@ -61,7 +61,8 @@ def parse_args(argv=None):
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data",
                     help="data folder (default: ../shared/data from the project root); sets are read "
                          "from DATA/test/denoise/<set>")
-    ap.add_argument("--sets", type=csv, default=list(SETS), help="colour sets, read as RGB (default kodak24,cbsd68)")
+    ap.add_argument("--sets", type=csv, default=list(SETS),
+                    help="colour sets, read as RGB (default kodak24,cbsd68); LABEL=FOLDER for photos elsewhere")
     ap.add_argument("--kinds", type=csv, default=list(KINDS), help=f"mask kinds, subset of {','.join(KINDS)}")
     add_run_options(ap, "inpaint", METHODS)
     ap.add_argument("--examples", default=str(ROOT / "docs" / "inpaint-examples.png"),
@@ -78,6 +79,7 @@ def parse_args(argv=None):
         bad = set(getattr(args, attr)) - set(allowed)
         if bad:
             ap.error(f"unknown {attr[:-1]}(s) {', '.join(sorted(bad))}; choose from {', '.join(allowed)}")
+    args.sets, args.set_dirs = named_sets(args.sets)
     if not args.sets:
         ap.error("no sets")
     if args.limit is not None and args.limit < 1:
@@ -93,8 +95,8 @@ def parse_args(argv=None):
 
 
 # ---------------------------------------------------------------- the protocol
-def load_set(data: Path, name: str, limit: int | None):
-    folder = data / "test" / "denoise" / name
+def load_set(data: Path, name: str, limit: int | None, folder: Path | None = None):
+    folder = folder or data / "test" / "denoise" / name
     if not folder.is_dir():
         raise SystemExit(f"no folder {folder}")
     paths = list_images(folder)
@@ -494,7 +496,7 @@ def main(argv=None) -> int:
     example: dict = {"masks": {}, "outputs": {}}
     try:
         for set_index, name in enumerate(args.sets):
-            images, total = load_set(args.data, name, args.limit)
+            images, total = load_set(args.data, name, args.limit, args.set_dirs.get(name))
             counts[name] = (len(images), total)
             mp = megapixels(c for _, c in images)
             for kind in args.kinds:

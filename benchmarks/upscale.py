@@ -37,8 +37,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (ROOT, add_run_options, check_methods, json_lines, list_images, machine,  # noqa: E402
-                    machine_line, md_table, measure, megapixels, psnr, read_image, resolve_command,
-                    ssim, write_section)
+                    machine_line, md_table, measure, megapixels, named_sets, psnr, read_image,
+                    resolve_command, ssim, write_section)
 
 METHODS = ["aetool", "bicubic", "lanczos"]
 SETS = {"set5": (2, 3, 4), "set14": (2, 3, 4), "bsd100": (4,)}
@@ -55,7 +55,9 @@ def parse_args(argv=None):
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data",
                     help="data folder (default: ../shared/data from the project root); sets are read "
                          "from DATA/test/sr/<set>/x<scale>/{hr,lr}")
-    ap.add_argument("--sets", type=csv, default=list(SETS), help="subset of set5,set14,bsd100")
+    ap.add_argument("--sets", type=csv, default=list(SETS),
+                    help="subset of set5,set14,bsd100; LABEL=FOLDER for photos elsewhere, laid out as "
+                         "FOLDER/x<scale>/{hr,lr} (benchmarks/heldout_photos.py writes one)")
     ap.add_argument("--scales", type=lambda s: [int(x) for x in csv(s)], default=[2, 3, 4],
                     help="scales to measure (default 2,3,4; bsd100 has x4 only)")
     add_run_options(ap, "upscale", METHODS)
@@ -69,7 +71,8 @@ def parse_args(argv=None):
                          "model used for each scale (refused with --limit)")
     args = ap.parse_args(argv)
     check_methods(ap, args, METHODS)
-    bad = set(args.sets) - set(SETS)
+    args.sets, args.set_dirs = named_sets(args.sets)
+    bad = set(args.sets) - set(SETS) - set(args.set_dirs)
     if bad:
         ap.error(f"unknown set(s) {', '.join(sorted(bad))}; choose from {', '.join(SETS)}")
     if args.update_cards and args.limit:
@@ -77,7 +80,9 @@ def parse_args(argv=None):
     if args.update_cards and "aetool" not in args.methods:
         ap.error("--update-cards needs the aetool method")
     args.methods = [m for m in METHODS if m in args.methods]
-    args.cells = [(name, s) for name in args.sets for s in SETS[name] if s in args.scales]
+    scales = {name: [s for s in (2, 3, 4) if (folder / f"x{s}" / "hr").is_dir()] for name, folder in args.set_dirs.items()}
+    scales.update(SETS)
+    args.cells = [(name, s) for name in args.sets for s in scales[name] if s in args.scales]
     if not args.cells:
         ap.error("no set has any of the scales asked for")
     return args
@@ -269,7 +274,7 @@ def label(method: str) -> str:
 
 
 def cell_name(name: str, s: int) -> str:
-    return f"{SET_LABELS[name]} x{s}"
+    return f"{SET_LABELS.get(name, name)} x{s}"
 
 
 def get(results, method, name, s, key="psnr"):
@@ -398,7 +403,7 @@ def main(argv=None) -> int:
     counts = {}
     try:
         for name, s in args.cells:
-            folder = args.data / "test" / "sr" / name / f"x{s}"
+            folder = args.set_dirs.get(name, args.data / "test" / "sr" / name) / f"x{s}"
             paths = list_images(folder / "hr")
             if not paths:
                 raise SystemExit(f"no images in {folder / 'hr'}")
