@@ -19,7 +19,13 @@ def _size(n: int) -> str:
 def _metric(card) -> str:
     """One headline number per task, as measured by benchmarks/ (docs/benchmarks.md)."""
     m = card.metrics or {}
-    v = (m.get("psnr_y") or {}).get("set5") if card.task == "upscale" else m.get("psnr_sigma25_blind_mean")
+    if card.task == "upscale":
+        v = (m.get("psnr_y") or {}).get("set5")
+    elif card.task == "inpaint":
+        kinds = (m.get("hole_psnr") or {}).get("kodak24") or {}
+        v = sum(kinds.values()) / len(kinds) if kinds else None
+    else:
+        v = m.get("psnr_sigma25_blind_mean")
     return f"{v:.2f} dB" if isinstance(v, (int, float)) else "-"
 
 
@@ -45,8 +51,8 @@ def list_models(ctx: typer.Context,
     from rich.table import Table
 
     table = Table(title="aetool pretrained models",
-                  caption="PSNR: denoise blind at σ25, mean over the test sets; upscale on Set5, Y channel "
-                          "(docs/benchmarks.md)")
+                  caption="PSNR: denoise blind at σ25, mean over the test sets; upscale on Set5, Y channel; "
+                          "inpaint in the holes, kodak24, mean over the mask kinds (docs/benchmarks.md)")
     longest = max((len(c.name) for c in cards), default=4)
     table.add_column("name", no_wrap=True, min_width=longest)  # names are what scripts copy: never cut
     for col in ("task", "channels", "parameters", "file", "PSNR", "default"):
@@ -55,7 +61,9 @@ def list_models(ctx: typer.Context,
         size = c.path.stat().st_size if c.path and c.path.exists() else 0
         table.add_row(c.name, _task(c), "grey" if c.channels == 1 else "colour", f"{c.parameters / 1e6:.2f} M",
                       _size(size), _metric(c), "yes" if c.default else "")
-    Console(file=sys.stdout).print(table)
+    # Piped, rich assumes 80 columns and would cut names and sizes: give it room (the table keeps
+    # its natural width).
+    Console(file=sys.stdout, width=None if sys.stdout.isatty() else 160).print(table)
 
 
 @models_app.command("info")
