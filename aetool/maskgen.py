@@ -1,7 +1,7 @@
 """Random hole masks for training and measuring inpainting (True = hole): thin strokes, thick
 strokes and boxes, in the spirit of LaMa's mask generators (Suvorov et al., WACV 2022).
 
-`protocol_mask(kind, h, w, i)` is the benchmark's mask of image i (shared/BENCHMARKS.md,
+`protocol_mask(kind, h, w, i)` is the benchmark's mask of image i (docs/protocol.md,
 "Inpainting"): drawn from numpy.random.default_rng(7000 + i); thin strokes cover 5-10% of the
 pixels, thick strokes 20-30%, and a box 1/16 of the image area.
 """

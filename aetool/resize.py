@@ -1,5 +1,5 @@
 """MATLAB-compatible bicubic resizing, to make low-resolution training inputs the way the
-super-resolution test sets were made (shared/BENCHMARKS.md: the LR images are MATLAB
+super-resolution test sets were made (docs/protocol.md: the LR images are MATLAB
 `imresize(HR, 1/scale, 'bicubic')` of the HR image cropped to a multiple of the scale).
 
 This follows the algorithm of MATLAB's `imresize` with a scale factor, method 'bicubic' and its

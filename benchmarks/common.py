@@ -1,4 +1,4 @@
-"""Shared parts of the benchmark scripts (see /work/shared/BENCHMARKS.md, "Common rules"):
+"""Shared parts of the benchmark scripts (see docs/protocol.md, "Rules common to every task"):
 image I/O, PSNR/SSIM, timing a command over a folder, the machine description and markdown output."""
 from __future__ import annotations
 

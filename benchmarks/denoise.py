@@ -1,5 +1,5 @@
 """Denoising benchmark: aetool against BM3D/CBM3D and OpenCV non-local means, by the protocol of
-shared/BENCHMARKS.md ("Common rules" and "Denoising").
+docs/protocol.md ("Rules common to every task" and "Denoising").
 
 For every test set and noise level sigma it writes the noisy inputs as 8-bit PNGs (image i of the
 set sorted by file name gets clip(round(x + n), 0, 255), n drawn from
@@ -252,7 +252,7 @@ def report(args, info, counts, results, pub, target_rows, groups) -> str:
         f"Command: `{info['command']}`  ",
         "Images per set: " + ", ".join(f"{s} {n} of {total}" for s, (n, total) in counts.items()) + subset + ".",
         "",
-        "Protocol: shared/BENCHMARKS.md. 8-bit PNG inputs, noise clip(round(x + n)) with "
+        "Protocol: docs/protocol.md. 8-bit PNG inputs, noise clip(round(x + n)) with "
         "n from default_rng(1000·sigma + i); PSNR (dB, RGB, range 255) and SSIM (skimage) are means per set. "
         f"BM3D/CBM3D (`bm3d` package) is told the true sigma. {NLM_RULE}. Every method runs as one command "
         f"per folder; s/MP = wall time (median of {args.repeats}) per megapixel of input, over all folders of the "
@@ -305,7 +305,7 @@ def update_cards(info, results, pub, groups, sigmas, counts) -> None:
         if all(v is not None for v in at25):
             metrics["psnr_sigma25_blind_mean"] = round(float(np.mean(at25)), 2)
         metrics["images"] = {s: {"used": counts[s][0], "in_set": counts[s][1]} for s in sets}
-        metrics.update({"protocol": "shared/BENCHMARKS.md denoising, blind, 8-bit PNG with clipped noise "
+        metrics.update({"protocol": "docs/protocol.md denoising, blind, 8-bit PNG with clipped noise "
                                     "(benchmarks/denoise.py)",
                         "measured": info["date"], "machine": machine_line(info["machine"])})
         if (v := speed(results, "aetool-blind", sets)) is not None:

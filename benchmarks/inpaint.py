@@ -1,5 +1,5 @@
 """Inpainting benchmark: `aetool inpaint` against OpenCV's Telea and Navier-Stokes inpainting, by
-the protocol of shared/BENCHMARKS.md ("Common rules" and "Inpainting").
+the protocol of docs/protocol.md ("Rules common to every task" and "Inpainting").
 
 For every test set (kodak24 and cbsd68, DATA/test/denoise/<set>, read as RGB) and mask kind (thin
 strokes, thick strokes, one box) it draws image i's mask (i = index in the set sorted by file name)
@@ -249,7 +249,7 @@ def update_cards(args, info: dict, results: dict, counts: dict, coverage: dict, 
     metrics["images"] = {s: {"used": counts[s][0], "in_set": counts[s][1]} for s in sorted({s for s, _ in cells})}
     if (v := speed(results, "aetool")) is not None:
         metrics["seconds_per_megapixel"] = round(v, 3)
-    metrics.update({"protocol": "shared/BENCHMARKS.md inpainting: aetool.maskgen.protocol_mask, holes set to 0, "
+    metrics.update({"protocol": "docs/protocol.md inpainting: aetool.maskgen.protocol_mask, holes set to 0, "
                                 "hole PSNR over the missing pixels, whole-image PSNR/SSIM (benchmarks/inpaint.py)",
                     "measured": info["date"], "machine": machine_line(info["machine"])})
     card["metrics"] = metrics
@@ -379,7 +379,7 @@ def report(args, info, counts, coverage, results, target_rows) -> str:
         f"Command: `{info['command']}`  ",
         "Images per set: " + ", ".join(f"{s} {n} of {total}" for s, (n, total) in counts.items()) + subset + ".",
         "",
-        "Protocol: shared/BENCHMARKS.md. Masks from `aetool.maskgen.protocol_mask(kind, h, w, i)` "
+        "Protocol: docs/protocol.md. Masks from `aetool.maskgen.protocol_mask(kind, h, w, i)` "
         "(numpy.random.default_rng(7000 + i), i = index in the set sorted by file name): thin strokes, thick "
         "strokes, one box of 1/16 of the area; PNG, 255 = missing. Inputs: 8-bit PNG, RGB, missing pixels set "
         "to 0. Hole PSNR: over all RGB values of the missing pixels only; whole-image PSNR and SSIM (skimage, "

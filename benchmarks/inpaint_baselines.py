@@ -5,7 +5,7 @@ per-folder overhead (interpreter start, imports, file I/O) as `aetool inpaint`.
     python benchmarks/inpaint_baselines.py ns    IN_DIR MASK_DIR OUT_DIR
 
 Each image of IN_DIR is read as RGB (grey as L) with its mask MASK_DIR/<stem>.png (any image
-suffix is accepted; read as grey, non-zero = missing, as in shared/BENCHMARKS.md where 255 =
+suffix is accepted; read as grey, non-zero = missing, as in docs/protocol.md where 255 =
 missing). OpenCV gets the image with the holes set to 0 (BGR order) and the mask as uint8 255/0:
 `cv2.inpaint(img, mask, radius, cv2.INPAINT_TELEA or cv2.INPAINT_NS)`, radius 5 unless --radius
 says otherwise. Outputs are 8-bit PNGs named after the input's stem. Exit code 0 = all done,

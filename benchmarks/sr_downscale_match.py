@@ -1,6 +1,6 @@
 """How closely each available bicubic downscaler reproduces the LR images of the super-resolution
 test sets, which were made with MATLAB's imresize (bicubic, antialiased) from the HR images
-(shared/BENCHMARKS.md). Training inputs should be made the same way; this measures which
+(docs/protocol.md, "Super-resolution"). Training inputs should be made the same way; this measures which
 downscaler does that.
 
 For every HR image of set5/set14 x2, x3, x4 and bsd100 x4 (DATA/test/sr/<set>/x<s>/hr), each method

@@ -2,7 +2,7 @@
 
 1. docs/upscale-comparison.png: for a few test images (LR files of ../shared/data/test/sr), one crop
    side by side: bicubic, Lanczos, aetool and the ground truth, each titled with its Y-PSNR over
-   the whole image (protocol of shared/BENCHMARKS.md).
+   the whole image (protocol of docs/protocol.md).
 2. docs/upscale-photo-rni15.png: real noisy photos with no ground truth (test/denoise/rni15),
    a crop enlarged x4 by bicubic, by the bicubic-trained model and by the "photo" model.
 

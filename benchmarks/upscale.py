@@ -1,5 +1,5 @@
 """Super-resolution benchmark: `aetool upscale` against bicubic and Lanczos upsampling, by the
-protocol of shared/BENCHMARKS.md ("Common rules" and "Super-resolution").
+protocol of docs/protocol.md ("Rules common to every task" and "Super-resolution").
 
 For every test set and scale (set5 and set14 at x2, x3, x4; bsd100 at x4; DATA/test/sr/<set>/x<s>)
 each method runs as one command over the provided LR folder (`aetool upscale`, and
@@ -260,7 +260,7 @@ def update_cards(args, info: dict, results: dict, counts: dict) -> list[str]:
         mps = [c["megapixels"] for c in cells.values() if c.get("seconds") is not None]
         if secs:
             metrics["seconds_per_output_megapixel"] = round(sum(secs) / sum(mps), 3)
-        metrics.update({"protocol": f"shared/BENCHMARKS.md super-resolution x{s}: Y channel (BT.601), "
+        metrics.update({"protocol": f"docs/protocol.md super-resolution x{s}: Y channel (BT.601), "
                                     f"{s}-pixel border crop (benchmarks/upscale.py)",
                         "measured": info["date"], "machine": machine_line(info["machine"])})
         path.write_text(json.dumps(card, indent=2) + "\n")
@@ -337,7 +337,7 @@ def report(args, info, counts, results, target_rows, models) -> str:
         "Images: " + ", ".join(f"{cell_name(n, s)} {counts[(n, s)][0]} of {counts[(n, s)][1]}" for n, s in cells)
         + subset + ".",
         "",
-        "Protocol: shared/BENCHMARKS.md. Input: the provided LR PNG (MATLAB bicubic downscaling of HR). "
+        "Protocol: docs/protocol.md. Input: the provided LR PNG (MATLAB bicubic downscaling of HR). "
         "Scored against HR on the Y channel (BT.601, Y = 16 + (65.481 R + 128.553 G + 24.966 B)/255 with RGB "
         "in [0, 1], float64), `scale` pixels cropped from each border; PSNR (dB, data range 255) and SSIM "
         "(skimage, data_range 255), means per set. Grey images are scored with R = G = B. Bicubic and Lanczos "

@@ -1,5 +1,5 @@
 """Make the bundled sample images: public-domain / CC0 photos that ship with scikit-image,
-cropped to 256x256 and given Gaussian noise exactly as in ../shared/BENCHMARKS.md.
+cropped to 256x256 and given Gaussian noise exactly as in docs/protocol.md.
 
     pip install scikit-image && python docs/samples/make_samples.py
 
