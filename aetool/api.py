@@ -10,7 +10,7 @@ import numpy as np
 from .engine import EngineOptions, Runner
 from .errors import UsageError
 from .imageio import Picture
-from .registry import default_model, find_card, load_model
+from .registry import default_model, find_card, load_model, verify_model
 
 
 class Denoiser:
@@ -24,7 +24,13 @@ class Denoiser:
         if model is not None:
             card = find_card(model)
             if card.task != "denoise":
-                raise UsageError(f"model '{card.name}' is a {card.task} model, not a denoiser")
+                raise UsageError(f"model '{card.name}' is for the {card.task} task, not for denoising")
+            verify_model(card)  # a damaged model fails here, once, not once per image
+        else:
+            from .registry import pretrained_cards
+
+            for channels in {c.channels for c in pretrained_cards("denoise")}:  # a missing one fails when needed
+                verify_model(default_model("denoise", channels))
 
     def model_for(self, channels: int):
         key = 0 if self.model_name else channels
@@ -34,13 +40,23 @@ class Denoiser:
         return self._models[key]
 
     def __call__(self, pixels: np.ndarray, sigma: float | None = None, strength: float = 1.0) -> tuple[np.ndarray, dict]:
-        from .noise import estimate_noise
+        from .noise import estimate_noise, min_pixels_for_estimate
 
         if not 0.0 <= strength <= 1.0:
             raise UsageError("strength must be between 0 and 1")
         c = pixels.shape[2]
         info: dict = {}
         if sigma is None:
+            # A tiny image's estimate is noise itself (3x5 read as sigma 29): leave it as it is
+            # rather than denoise at an invented level; told sigma, it is denoised as told.
+            h, w = pixels.shape[:2]
+            need = min_pixels_for_estimate(c)
+            if h * w < need:
+                kind = "colour" if c >= 3 else "grey"
+                info["sigma_estimated"] = None
+                info["note"] = (f"image too small for a reliable noise estimate ({w}x{h} = {h * w} px < {need} px "
+                                f"for {kind}); left unchanged, pass --sigma (sigma= in Python) to denoise it")
+                return pixels.astype(np.float32), info
             sigma = float(estimate_noise(pixels, data_range=1.0))
             info["sigma_estimated"] = round(sigma, 2)
         else:
@@ -82,7 +98,11 @@ class Upscaler:
         if model is not None:
             self.card = find_card(model)
             if self.card.task != "upscale":
-                raise UsageError(f"model '{self.card.name}' is a {self.card.task} model, not an upscaler")
+                raise UsageError(f"model '{self.card.name}' is for the {self.card.task} task, not for upscaling")
+            verify_model(self.card)  # a damaged model fails here, once, not once per image
+        else:
+            for scale in self.available_scales():
+                verify_model(default_model("upscale", 3, scale))
 
     def available_scales(self) -> list[int]:
         if self.card is not None:
@@ -160,7 +180,8 @@ class Inpainter:
         self.runner = Runner(options)
         self.card = find_card(model) if model is not None else default_model("inpaint", 3)
         if self.card.task != "inpaint":
-            raise UsageError(f"model '{self.card.name}' is a {self.card.task} model, not an inpainting model")
+            raise UsageError(f"model '{self.card.name}' is for the {self.card.task} task, not for inpainting")
+        verify_model(self.card)  # a damaged model fails here, once, not once per image
         self._model = None
 
     @property
@@ -280,6 +301,8 @@ def _cached(cls, model: str | None, device: str, tile: int | None, precision: st
 def denoise(image, sigma: float | None = None, strength: float = 1.0, model: str | None = None,
             device: str = "auto", tile: int | None = None, precision: str = "auto"):
     """Denoise one image; blind (noise level estimated) unless `sigma` (0-255 units) is given.
+    Blind, an image under 1024 pixels (colour; 3072 grey) is returned unchanged: too small for a
+    reliable noise estimate (aetool.noise.min_pixels_for_estimate).
 
     image: a PIL image (returned as a PIL image of the same mode), a numpy array (H, W) or
     (H, W, 3|4) of uint8 / uint16 / float in [0, 1] (returned with the same shape and dtype), or

@@ -1,11 +1,15 @@
-"""The file pipeline under every image command: plan outputs, decode ahead in worker threads,
-run the model on the main thread, encode and write atomically in worker threads, and report
-one result per input. One bad file never stops the batch."""
+"""The file pipeline under every image command: plan outputs, check every input's header before any
+work (preflight), claim each output, decode ahead in worker threads, run the model on the main
+thread, encode and write atomically in worker threads, and report each file the moment its output
+is in place. One bad file never stops the batch; a condition that every remaining file would hit
+(disk full, read-only file system, a broken model) stops it at once with one reason."""
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -13,9 +17,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
+from . import atomic
 from .discovery import InputItem
-from .errors import ImageError
-from .imageio import Picture, encode_image, read_image, write_atomic
+from .engine import report_tiles
+from .errors import FatalError, ImageError, ModelError, NonFiniteOutputError
+from .imageio import Picture, encode_image, probe_image, read_image
+from .limits import OutputSize
+
+# Write errors that every later file would hit too: stop instead of failing them one by one.
+FATAL_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 @dataclass
@@ -30,8 +42,10 @@ class FileResult:
 
     def to_json(self) -> dict:
         d = asdict(self)
-        d.update(d.pop("info"))
-        return {k: v for k, v in d.items() if v is not None}
+        info = d.pop("info")
+        d = {k: v for k, v in d.items() if v is not None}
+        d.update(info)  # a task's null (sigma_estimated: null) says something: keep it
+        return d
 
 
 @dataclass
@@ -41,9 +55,11 @@ class Summary:
     failed: int = 0
     skipped: int = 0
     planned: int = 0
+    not_started: int = 0  # left when the batch stopped early (interrupted, disk full, broken model)
     seconds: float = 0.0
     megapixels: float = 0.0
     interrupted: bool = False
+    stopped: str | None = None  # why the batch stopped early: "SIGINT", "SIGTERM" or a fatal error
 
     def add(self, r: FileResult) -> None:
         self.total += 1
@@ -58,11 +74,19 @@ class Summary:
         d["megapixels"] = round(self.megapixels, 4)
         return d
 
+    def line(self, name: str) -> str:
+        """The one-line summary printed on stderr at the end of every run."""
+        rate = f", {self.megapixels / self.seconds:.2f} MP/s" if self.seconds and self.ok else ""
+        left = f", {self.not_started} not started" if self.not_started else ""
+        return (f"{name}: {self.ok} done, {self.skipped} skipped, {self.failed} failed{left} "
+                f"in {self.seconds:.1f} s{rate}")
+
 
 @dataclass
 class Job:
     item: InputItem
     output: Path | None  # None: standard output
+    megapixels: float | None = None  # from the header (preflight); None: not known yet (stdin)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -102,99 +126,205 @@ def plan_jobs(items: list[InputItem], plan: Callable[[InputItem], Path | None], 
     return jobs, decided
 
 
-def run_jobs(jobs: list[Job], process: Callable[[Picture, InputItem], tuple[Picture, dict]], *, suffix_for: Callable[[Job], str],
-             quality: int | None, max_pixels: int, workers: int, on_result: Callable[[FileResult], None],
-             on_start: Callable[[Job, Picture], None] | None = None) -> None:
-    """Decode ahead, process in order, encode and write behind; call on_result once per job.
-    `process(picture, item)` gets the input item too (inpaint finds each file's mask by it)."""
+def preflight(jobs: list[Job], max_pixels: int, output_size: OutputSize | None = None, workers: int = 0,
+              verify: bool = False) -> tuple[list[Job], list[FileResult]]:
+    """Read every input's header (in threads: it is file I/O) before any model runs: files that a
+    real run would fail (empty, not an image, damaged header, above the pixel or memory limit)
+    fail now, and the others get their size, which weights the progress bar. Output folders that
+    cannot be written fail their files too. `verify` (--dry-run) also walks each file's structure."""
+    blocked = unwritable_folders(jobs, create=not verify)
+    ready, failed = [], []
+
+    def check(job: Job):
+        if job.output is not None and job.output.parent in blocked:
+            return FileResult(str(job.item), str(job.output), "failed", blocked[job.output.parent])
+        if job.item.path is None:
+            return None
+        try:
+            w, h = probe_image(job.item.path, max_pixels, output_size, verify=verify)
+        except ImageError as exc:
+            return FileResult(str(job.item), str(job.output) if job.output else "-", "failed", str(exc))
+        job.megapixels = w * h / 1e6
+        return None
+
+    with ThreadPoolExecutor(max_workers=workers or min(8, 2 * (os.cpu_count() or 2))) as pool:
+        for job, result in zip(jobs, pool.map(check, jobs)):
+            (failed.append(result) if result is not None else ready.append(job))
+    return ready, failed
+
+
+def run_jobs(jobs: list[Job], process: Callable[[Picture, InputItem], tuple[Picture, dict]], *,
+             suffix_for: Callable[[Job], str], quality: int | None, max_pixels: int, workers: int,
+             on_result: Callable[[FileResult], None], overwrite: bool = False,
+             output_size: OutputSize | None = None,
+             on_progress: Callable[[Job, float], None] | None = None) -> str | None:
+    """Decode ahead, process in order, encode and write behind. `on_result` is called once per job
+    the moment its output is renamed into place (from a writer thread: it must be thread-safe), and
+    `on_progress(job, fraction)` as the tiles of a large image are done. `process(picture, item)`
+    gets the input item too (inpaint finds each file's mask by it).
+
+    Each output is claimed (a lock file beside it) before its input is read, so that runs sharing
+    an output folder split the work; a file another run holds, or has finished meanwhile, is skipped.
+
+    Returns None when every job ran, or why the batch stopped early (the jobs left are not
+    reported; the caller counts them). KeyboardInterrupt (and Terminated) propagate after the
+    writes in flight are finished and reported."""
     workers = workers or min(4, (os.cpu_count() or 2))
     prefetch = max(2, workers)
     readers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aetool-read")
     writers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aetool-write")
     stdin_data: dict[int, bytes] = {}
+    stop: list[str] = []  # the first fatal reason, set by any thread
+    claims: dict[int, atomic.Claim] = {}  # id(job) -> its output's claim, until written or given up
+    lock = threading.Lock()
+
+    def release(job: Job) -> None:
+        with lock:
+            c = claims.pop(id(job), None)
+        if c is not None:
+            c.release()
 
     def read(job: Job) -> Picture:
         if job.item.is_stdin:
-            return read_image(stdin_data.setdefault(0, sys.stdin.buffer.read()), max_pixels)
-        return read_image(job.item.path, max_pixels)
+            return read_image(stdin_data.setdefault(0, sys.stdin.buffer.read()), max_pixels, output_size)
+        return read_image(job.item.path, max_pixels, output_size)
 
     def write(job: Job, pic: Picture, info: dict, started: float, mp: float) -> FileResult:
-        data = encode_image(pic, suffix_for(job), quality)
-        if job.output is None:
-            sys.stdout.buffer.write(data)
-            sys.stdout.buffer.flush()
-        else:
-            try:
-                write_atomic(job.output, data)
-            except OSError as exc:
-                raise ImageError(f"cannot write {job.output}: {exc.strerror or exc}") from None
+        try:
+            data = encode_image(pic, suffix_for(job), quality)
+            if job.output is None:
+                sys.stdout.buffer.write(data)
+                sys.stdout.buffer.flush()
+            else:
+                try:
+                    atomic.write_atomic(job.output, data)
+                except OSError as exc:
+                    if exc.errno in FATAL_WRITE_ERRNOS:
+                        raise FatalError(f"cannot write {job.output}: {exc.strerror or exc}") from None
+                    raise ImageError(f"cannot write {job.output}: {exc.strerror or exc}") from None
+        finally:
+            release(job)
         return FileResult(str(job.item), str(job.output) if job.output else "-", "ok",
                           seconds=round(time.perf_counter() - started, 3), megapixels=round(mp, 4), info=info)
 
+    def failed(job: Job, exc: BaseException) -> FileResult:
+        return FileResult(str(job.item), str(job.output) if job.output else "-", "failed", _reason(exc))
+
+    def write_and_report(job: Job, pic: Picture, info: dict, started: float, mp: float) -> None:
+        """In a writer thread: the file is reported the moment its output is in place (or has failed)."""
+        try:
+            result = write(job, pic, info, started, mp)
+        except Exception as exc:  # noqa: BLE001 - reported per file
+            result = failed(job, exc)
+            if _is_fatal(exc) and not stop:
+                stop.append(_reason(exc))
+        on_result(result)
+
     pending_reads: deque[tuple[Job, Future, float]] = deque()
-    pending_writes: deque[tuple[Job, Future]] = deque()
-    blocked = unwritable_folders(jobs)
-    queue = deque()
-    for job in jobs:
-        if job.output is not None and job.output.parent in blocked:
-            on_result(FileResult(str(job.item), str(job.output), "failed", blocked[job.output.parent]))
-        else:
-            queue.append(job)
+    queue = deque(jobs)
+
+    def take_claim(job: Job) -> bool:
+        """Claim the job's output; report it skipped when another run holds it or has done it."""
+        if job.output is None:
+            return True
+        try:
+            c = atomic.claim(job.output)
+        except atomic.Claimed as exc:
+            on_result(FileResult(str(job.item), str(job.output), "skipped", str(exc)))
+            return False
+        except OSError as exc:
+            on_result(FileResult(str(job.item), str(job.output), "failed",
+                                 f"cannot write to folder {job.output.parent}: {exc.strerror or exc}"))
+            if exc.errno in FATAL_WRITE_ERRNOS and not stop:
+                stop.append(f"cannot write to folder {job.output.parent}: {exc.strerror or exc}")
+            return False
+        if job.output.exists() and not overwrite:  # done by another run since we planned
+            c.release()
+            on_result(FileResult(str(job.item), str(job.output), "skipped", "output exists (use --overwrite)"))
+            return False
+        with lock:
+            claims[id(job)] = c
+        return True
 
     def fill() -> None:
-        while queue and len(pending_reads) < prefetch:
+        while queue and len(pending_reads) < prefetch and not stop:
             job = queue.popleft()
-            pending_reads.append((job, readers.submit(read, job), time.perf_counter()))
-
-    def drain_writes(block: bool) -> None:
-        while pending_writes and (block or pending_writes[0][1].done()):
-            job, fut = pending_writes.popleft()
-            try:
-                on_result(fut.result())
-            except Exception as exc:  # noqa: BLE001 - reported per file
-                on_result(FileResult(str(job.item), str(job.output) if job.output else "-", "failed", _reason(exc)))
+            if take_claim(job):
+                pending_reads.append((job, readers.submit(read, job), time.perf_counter()))
 
     try:
         fill()
-        while pending_reads:
+        while pending_reads and not stop:
             job, fut, started = pending_reads.popleft()
             fill()
             try:
                 pic = fut.result()
-                if on_start:
-                    on_start(job, pic)
                 mp = pic.height * pic.width / 1e6
-                out_pic, info = process(pic, job.item)
-                pending_writes.append((job, writers.submit(write, job, out_pic, info, started, mp)))
-            except KeyboardInterrupt:
-                raise
+                tick = (lambda fraction, job=job: on_progress(job, fraction)) if on_progress else None
+                with report_tiles(tick):
+                    out_pic, info = process(pic, job.item)
+                _check_finite(out_pic)
+                writers.submit(write_and_report, job, out_pic, info, started, mp)
             except Exception as exc:  # noqa: BLE001 - one bad file never stops the batch
-                on_result(FileResult(str(job.item), str(job.output) if job.output else None, "failed", _reason(exc)))
-            drain_writes(block=False)
-        drain_writes(block=True)
+                release(job)
+                on_result(failed(job, exc))
+                if _is_fatal(exc) and not stop:
+                    stop.append(_reason(exc))
     finally:
         for _, f, _ in pending_reads:
             f.cancel()
         readers.shutdown(wait=False, cancel_futures=True)
-        writers.shutdown(wait=True)  # finish writes in flight: each is atomic anyway
+        writers.shutdown(wait=True)  # finish the writes in flight (each atomic) and report them
+        with lock:  # what is left was never written (interrupted, stopped): give it back to other runs
+            left = list(claims.values())
+            claims.clear()
+        for c in left:
+            c.release()
+    if stop:
+        return stop[0]
+    return None
 
 
-def unwritable_folders(jobs: list[Job]) -> dict[Path, str]:
+def _check_finite(pic: Picture) -> None:
+    for plane in (pic.pixels, pic.alpha):
+        if plane is not None and not np.isfinite(plane).all():
+            raise NonFiniteOutputError("the model produced NaN or infinite values; its weights are damaged or "
+                                       "its training diverged (re-train or restore it)")
+
+
+def _is_fatal(exc: BaseException) -> bool:
+    return isinstance(exc, (FatalError, ModelError))
+
+
+def unwritable_folders(jobs: list[Job], create: bool = True) -> dict[Path, str]:
     """Output folders that cannot be created or written to, with the reason: checked once per
-    folder before any image is processed, so a read-only target costs seconds, not the whole run."""
+    folder before any image is processed, so a read-only target costs seconds, not the whole run.
+    Stale temporary and lock files that earlier runs left there (killed with -9, a power cut) are
+    removed on the way. create=False (--dry-run) creates nothing: a missing folder is judged by
+    its nearest existing parent."""
     blocked: dict[Path, str] = {}
     for folder in {job.output.parent for job in jobs if job.output is not None}:
+        probe = folder
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(prefix=".aetool-probe-", dir=folder):
+            if create:
+                folder.mkdir(parents=True, exist_ok=True)
+            else:
+                while not probe.exists() and probe != probe.parent:
+                    probe = probe.parent
+                if not probe.is_dir():
+                    raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+            with tempfile.TemporaryFile(prefix=".aetool-probe-", dir=probe):
                 pass
         except OSError as exc:
             blocked[folder] = f"cannot write to folder {folder}: {exc.strerror or exc}; choose another -o"
+            continue
+        if create:
+            atomic.clean_stale_temps(folder)
     return blocked
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ImageError):
+    if isinstance(exc, (ImageError, FatalError, ModelError)):
         return str(exc)
     if isinstance(exc, MemoryError):
         return f"out of memory ({exc}); try a smaller --tile"

@@ -4,16 +4,32 @@ overflow. The whole image stays in host memory; only tiles go to the device.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from .errors import UsageError
+from .errors import NonFiniteOutputError, UsageError
 from .imageio import DEFAULT_MAX_PIXELS
 
 MIN_TILE = 64
+
+# Called with the fraction of the current image's tiles done, so that a progress bar moves inside
+# a 24 MP photo instead of sitting still for minutes. Set per image by the batch pipeline.
+_tile_progress: contextvars.ContextVar[Callable[[float], None] | None] = contextvars.ContextVar(
+    "aetool_tile_progress", default=None)
+
+
+@contextlib.contextmanager
+def report_tiles(callback: Callable[[float], None] | None):
+    token = _tile_progress.set(callback)
+    try:
+        yield
+    finally:
+        _tile_progress.reset(token)
 
 
 @dataclass
@@ -143,8 +159,12 @@ class Runner:
                     y = fn(x).float()
                 if not torch.isfinite(y).all():
                     y = fn(x.float()).float()  # half precision overflowed: redo in fp32
-                return y
-            return fn(x).float()
+            else:
+                y = fn(x).float()
+            if not torch.isfinite(y).all():  # clipped, NaN would be written as black: never an image
+                raise NonFiniteOutputError("the model produced NaN or infinite values even in fp32: its weights "
+                                           "are damaged or its training diverged; re-train or restore it")
+            return y
 
     def _to_device(self, arr: np.ndarray):
         torch = self.torch
@@ -167,6 +187,7 @@ class Runner:
         out = np.zeros((h * scale, w * scale, oc), np.float32)
         weight = np.zeros((h * scale, w * scale, 1), np.float32)
         positions = [(y0, x0) for y0 in ys for x0 in xs]
+        progress = _tile_progress.get()
         for i in range(0, len(positions), batch):
             group = positions[i:i + batch]
             x = np.stack([image[y0:y0 + th, x0:x0 + tw] for y0, x0 in group])
@@ -178,4 +199,6 @@ class Runner:
                 sl = np.s_[y0 * scale:(y0 + th) * scale, x0 * scale:(x0 + tw) * scale]
                 out[sl] += tile_out * wt
                 weight[sl] += wt
+            if progress is not None:
+                progress(min(1.0, (i + len(group)) / len(positions)))
         return out / weight

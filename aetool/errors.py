@@ -4,7 +4,8 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1  # the batch finished but some inputs failed
 EXIT_USAGE = 2  # bad arguments, missing model, nothing to do
-EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT (128 + 2)
+EXIT_TERMINATED = 143  # SIGTERM (timeout, docker stop, systemd, Kubernetes), as shells report it (128 + 15)
 
 
 class AetoolError(Exception):
@@ -21,6 +22,21 @@ class ModelError(AetoolError):
     """A model name, weights file or card that cannot be used."""
 
 
+class NonFiniteOutputError(ModelError):
+    """The model produced NaN or infinity: damaged weights or a diverged training, never an image."""
+
+
+class FatalError(AetoolError):
+    """A condition that every remaining file would hit too (disk full, read-only file system, a
+    broken model): the batch stops early instead of failing each file in turn."""
+
+    exit_code = EXIT_SOME_FAILED
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (finish or drop the file in flight, print the summary)."""
+
+
 class ImageError(AetoolError):
     """One input image that cannot be read, decoded or written; fails that file only."""
 
@@ -32,6 +48,8 @@ class ImageTooLargeError(ImageError):
 
 
 def exit_code_for(exc: BaseException) -> int:
+    if isinstance(exc, Terminated):
+        return EXIT_TERMINATED
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED
     if isinstance(exc, AetoolError):

@@ -2,22 +2,25 @@
 
 Every image becomes float32 pixels in [0, 1] of shape (H, W, C), C = 1 (grey) or 3 (colour), plus
 an untouched alpha plane and the metadata to write back: EXIF (orientation applied to the pixels
-and reset to 1), ICC profile, DPI, bit depth. 16-bit PNG and TIFF are read and written with pypng
+and reset to 1; pixel size and resolution updated to what is written), ICC profile, DPI, XMP, PNG
+text chunks, bit depth. 16-bit PNG and TIFF are read and written with pypng
 and tifffile because Pillow handles 16-bit colour only as 8-bit.
 """
 from __future__ import annotations
 
 import io
 import os
+import re
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from .errors import ImageError, ImageTooLargeError
+from .atomic import write_atomic  # noqa: F401 - re-exported: batch.py writes outputs with it
+from .errors import ImageError
+from .limits import OutputSize, check_image_size
 
 DEFAULT_MAX_PIXELS = 250_000_000  # a 250 MP photo passes; a decompression bomb does not
 
@@ -27,6 +30,18 @@ PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", 
                ".tiff": "TIFF", ".bmp": "BMP", ".avif": "AVIF"}
 SIXTEEN_BIT_SUFFIXES = {".png", ".tif", ".tiff"}
 _ORIENTATION_TAG = 0x0112
+_X_RESOLUTION, _Y_RESOLUTION, _RESOLUTION_UNIT = 0x011A, 0x011B, 0x0128  # IFD0
+_EXIF_IFD, _GPS_IFD, _PIXEL_X_DIMENSION, _PIXEL_Y_DIMENSION = 0x8769, 0x8825, 0xA002, 0xA003
+_TIFF_XMP_TAG = 700
+# The first IFD of a TIFF is also its EXIF: these tags are its pixel layout (size, bits, strips,
+# tiles, compression), plus ICC and XMP, which Picture carries apart. Not metadata to write back.
+_TIFF_LAYOUT_TAGS = {254, 255, 256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 284, 317, 320, 322, 323, 324,
+                     325, 338, 339, 340, 341, 530, 532, 34675, _TIFF_XMP_TAG}
+_PNG_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+_PNG_XMP_KEYWORD = b"XML:com.adobe.xmp"  # the iTXt chunk that holds XMP in PNG
+_JPEG_MAX_XMP = 65504  # one APP1 segment; Pillow does not write extended XMP
+# A HEIF container (ISO BMFF 'ftyp' box) with one of these major brands; AVIF Pillow reads itself.
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
 
 
 @dataclass
@@ -38,6 +53,8 @@ class Picture:
     icc: bytes | None = None
     dpi: tuple[float, float] | None = None
     source_format: str | None = None
+    xmp: bytes | None = None  # the XMP packet, written to JPEG, PNG, WebP, TIFF and AVIF outputs
+    png_text: list = field(default_factory=list)  # (type, body) of a PNG input's tEXt/zTXt/iTXt chunks
     extra: dict = field(default_factory=dict)
 
     @property
@@ -70,35 +87,99 @@ def _png_bit_depth(head: bytes) -> int:
     return 8
 
 
-def read_image(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Picture:
-    """Decode a file (or its bytes). Raises ImageError with a readable reason."""
-    from PIL import Image, UnidentifiedImageError
-
-    Image.MAX_IMAGE_PIXELS = None  # our own limit below, with a clearer message
+def read_image(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
+               output_size: OutputSize | None = None) -> Picture:
+    """Decode a file (or its bytes). Raises ImageError with a readable reason. The declared size is
+    checked against `max_pixels` and the memory available before any pixel is decoded;
+    `output_size` ((h, w) -> (h, w)) lets a command that enlarges images check its output too."""
     try:
         data = source if isinstance(source, bytes) else Path(source).read_bytes()
     except IsADirectoryError:
         raise ImageError("is a folder (use -r to go into folders)") from None
     except OSError as exc:
         raise ImageError(f"cannot read the file: {exc.strerror or exc}") from None
-    if not data:
-        raise ImageError("the file is empty (0 bytes)")
-    try:
-        im = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise ImageError("not an image file that can be read (or its format is not installed)") from None
-    except Exception as exc:  # Pillow raises many types for corrupt headers
-        raise ImageError(f"cannot decode the image: {exc}") from None
-    w, h = im.size
-    if w * h > max_pixels:
-        raise ImageTooLargeError(f"the image is {w}x{h} = {w * h / 1e6:.3g} MP, above the limit of "
-                                 f"{max_pixels / 1e6:.3g} MP (raise it with --max-pixels if you trust the file)")
+    im = _open_image(data)
+    _check_declared_size(im, max_pixels, output_size)
     try:
         return _decode(im, data)
     except ImageError:
         raise
     except Exception as exc:
         raise ImageError(f"cannot decode the image (truncated or damaged?): {exc}") from None
+
+
+def probe_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, output_size: OutputSize | None = None,
+                verify: bool = False) -> tuple[int, int]:
+    """(width, height) from the header alone, with the checks read_image makes before decoding
+    (empty, not an image, damaged header, above the pixel or memory limit); `verify` also walks the
+    file's structure (Pillow's verify: PNG chunk checksums, truncation). Raises ImageError."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+            f.seek(0)
+            im = _open_image(head if len(head) < (1 << 16) else f)
+            _check_declared_size(im, max_pixels, output_size)
+            if verify:
+                try:
+                    im.verify()
+                except Exception as exc:  # Pillow raises many types for damaged files
+                    raise ImageError(f"cannot decode the image (truncated or damaged?): {exc}") from None
+            return im.size
+    except IsADirectoryError:
+        raise ImageError("is a folder (use -r to go into folders)") from None
+    except OSError as exc:
+        raise ImageError(f"cannot read the file: {exc.strerror or exc}") from None
+
+
+def _open_image(data):
+    """Pillow's lazy open (header only) of bytes or a binary file object."""
+    from PIL import Image, UnidentifiedImageError
+
+    Image.MAX_IMAGE_PIXELS = None  # our own limit (limits.check_image_size), with a clearer message
+    if isinstance(data, bytes):
+        if not data:
+            raise ImageError("the file is empty (0 bytes)")
+        data = io.BytesIO(data)
+    try:
+        im = Image.open(data)
+    except UnidentifiedImageError:
+        if not _register_heif_opener(data):
+            raise ImageError("not an image file that can be read (or its format is not installed)") from None
+        data.seek(0)
+        return _open_image(data)
+    except Exception as exc:  # Pillow raises many types for corrupt headers
+        raise ImageError(f"cannot decode the image: {exc}") from None
+    return im
+
+
+def _register_heif_opener(data) -> bool:
+    """For a HEIC/HEIF file (seekable `data`), teach Pillow to read it with pillow-heif, imported only
+    now: True if that was needed and done; raises ImageError when pillow-heif is not installed."""
+    from PIL import Image
+
+    data.seek(0)
+    head = data.read(12)
+    if head[4:8] != b"ftyp" or head[8:12] not in _HEIF_BRANDS or "HEIF" in Image.OPEN:
+        return False  # not HEIF, or pillow-heif is registered and still cannot read it
+    try:
+        import pillow_heif
+    except ImportError:
+        raise ImageError('a HEIC/HEIF image; install the HEIC extra: pip install "aetool[heic]"') from None
+    pillow_heif.register_heif_opener()
+    return True
+
+
+def _check_declared_size(im, max_pixels: int, output_size: OutputSize | None) -> None:
+    w, h = im.size
+    bands = len(im.getbands())
+    sample_bytes = 2 if ("16" in im.mode or im.mode in ("I", "F") or _png_bit_depth_of(im) == 16) else 1
+    check_image_size(w, h, bands, sample_bytes, max_pixels, output_size)
+
+
+def _png_bit_depth_of(im) -> int:
+    # Pillow opens 16-bit RGB PNGs as 8-bit "RGB"; its raw mode ("RGB;16B") tells what we decode.
+    tile = getattr(im, "tile", None) or []
+    return 16 if im.format == "PNG" and tile and "16" in str(tile[0][3]) else 8
 
 
 def _decode(im, data: bytes) -> Picture:
@@ -112,11 +193,17 @@ def _decode(im, data: bytes) -> Picture:
         exif_obj.load(raw_exif)
     if orientation != 1:
         exif_obj[_ORIENTATION_TAG] = 1
+    for tag in _TIFF_LAYOUT_TAGS & set(exif_obj):  # a TIFF's own layout: stale in any other file
+        del exif_obj[tag]
     exif = exif_obj.tobytes()[6:] if len(exif_obj) else None  # drop the "Exif\0\0" prefix
     icc = im.info.get("icc_profile") or None
     dpi = im.info.get("dpi")
     dpi = (float(dpi[0]), float(dpi[1])) if dpi else None
     fmt = im.format
+    png_text, xmp = _png_text_chunks(data) if fmt == "PNG" else ([], im.info.get("xmp"))
+    xmp = xmp.encode() if isinstance(xmp, str) else (xmp or None)
+    if xmp and orientation != 1:  # the pixels are turned now: an XMP orientation would turn them again
+        xmp = _xmp_with(xmp, {"tiff:Orientation": 1})
     bits = 8
     alpha = None
 
@@ -171,7 +258,46 @@ def _decode(im, data: bytes) -> Picture:
     if alpha is not None:
         alpha = _orient(alpha, orientation)
     return Picture(pixels=np.ascontiguousarray(pixels, np.float32), alpha=alpha, bit_depth=bits, exif=exif,
-                   icc=icc, dpi=dpi, source_format=fmt)
+                   icc=icc, dpi=dpi, source_format=fmt, xmp=xmp, png_text=png_text)
+
+
+def _png_text_chunks(data: bytes) -> tuple[list[tuple[bytes, bytes]], bytes | None]:
+    """A PNG's tEXt/zTXt/iTXt chunks as they are (wherever they stand, also after the pixels),
+    and its XMP packet, which is one of them."""
+    chunks, xmp, pos = [], None, 8
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"IEND":
+            break
+        if kind in _PNG_TEXT_CHUNKS:
+            if kind == b"iTXt" and body.split(b"\0", 1)[0] == _PNG_XMP_KEYWORD:
+                xmp = _itxt_text(body)
+            else:
+                chunks.append((kind, body))
+        pos += 12 + length
+    return chunks, xmp
+
+
+def _itxt_text(body: bytes) -> bytes | None:
+    """The text of an iTXt chunk: keyword, 0, compressed flag, method, language, 0, translated
+    keyword, 0, UTF-8 text (zlib-compressed when the flag is set)."""
+    try:
+        rest = body.split(b"\0", 1)[1]
+        compressed, text = rest[0], rest[2:].split(b"\0", 2)[2]
+        return zlib.decompressobj().decompress(text, 1 << 24) if compressed else text  # 16 MB cap
+    except (IndexError, zlib.error):
+        return None
+
+
+def _xmp_with(xmp: bytes, values: dict[str, int]) -> bytes:
+    """XMP with the given properties (`tiff:Orientation`, `exif:PixelXDimension`...) set where they
+    are present, as attributes (name="6") or elements (<name>6</name>); others are not added."""
+    for name, value in values.items():
+        key, new = re.escape(name.encode()), rb"\g<1>" + str(value).encode() + rb"\g<2>"
+        xmp = re.sub(rb"(\b" + key + rb"\s*=\s*[\"'])[^\"']*([\"'])", new, xmp)
+        xmp = re.sub(rb"(<" + key + rb">)[^<]*(</" + key + rb">)", new, xmp)
+    return xmp
 
 
 def _tiff_bits(im) -> tuple:
@@ -208,7 +334,8 @@ def encode_image(pic: Picture, suffix: str, quality: int | None = None) -> bytes
     suffix = suffix.lower()
     fmt = PIL_FORMATS.get(suffix)
     if fmt is None:
-        raise ImageError(f"cannot write '{suffix}' files; use png, jpg, webp, tiff or bmp")
+        raise ImageError(f"cannot write '{suffix}' files; use png, jpg, webp, tiff, bmp or avif")
+    pic = _metadata_as_written(pic)
     bits = 16 if pic.bit_depth == 16 and suffix in SIXTEEN_BIT_SUFFIXES else 8
     alpha = pic.alpha
     pixels = pic.pixels
@@ -226,10 +353,20 @@ def encode_image(pic: Picture, suffix: str, quality: int | None = None) -> bytes
     kwargs: dict = {}
     if pic.icc:
         kwargs["icc_profile"] = pic.icc
-    if pic.exif and fmt in ("PNG", "JPEG", "WEBP", "TIFF", "AVIF"):
+    if pic.exif and fmt in ("PNG", "JPEG", "WEBP", "AVIF"):
         kwargs["exif"] = b"Exif\x00\x00" + pic.exif
+    elif (pic.exif or pic.xmp) and fmt == "TIFF":
+        kwargs["exif"] = _tiff_tags(pic)
     if pic.dpi and fmt in ("PNG", "JPEG", "TIFF", "BMP"):
         kwargs["dpi"] = tuple(round(d) for d in pic.dpi)
+    if pic.xmp and (fmt in ("WEBP", "AVIF") or (fmt == "JPEG" and len(pic.xmp) <= _JPEG_MAX_XMP)):
+        kwargs["xmp"] = pic.xmp
+    if fmt == "PNG" and (pic.png_text or pic.xmp):
+        from PIL import PngImagePlugin
+
+        kwargs["pnginfo"] = PngImagePlugin.PngInfo()
+        for kind, body in _png_text_for(pic):
+            kwargs["pnginfo"].add(kind, body)
     if fmt == "JPEG":
         kwargs.update(quality=quality or 95, subsampling=0 if (quality or 95) >= 90 else 2, optimize=True)
     elif fmt == "WEBP":
@@ -243,6 +380,64 @@ def encode_image(pic: Picture, suffix: str, quality: int | None = None) -> bytes
     buf = io.BytesIO()
     im.save(buf, format=fmt, **kwargs)
     return buf.getvalue()
+
+
+def _metadata_as_written(pic: Picture) -> Picture:
+    """EXIF and XMP that describe the image about to be written: its pixel size (EXIF
+    PixelX/YDimension, XMP exif:PixelX/YDimension and tiff:ImageWidth/Length) and, where EXIF stores
+    a resolution, the DPI written beside it. Only fields already there change; without this an
+    upscaled photo would claim its old size."""
+    h, w = pic.height, pic.width
+    exif = _exif_as_written(pic.exif, w, h, pic.dpi) if pic.exif else pic.exif
+    xmp = pic.xmp and _xmp_with(pic.xmp, {"exif:PixelXDimension": w, "exif:PixelYDimension": h,
+                                          "tiff:ImageWidth": w, "tiff:ImageLength": h})
+    return pic if (exif, xmp) == (pic.exif, pic.xmp) else replace(pic, exif=exif, xmp=xmp)
+
+
+def _exif_as_written(exif: bytes, width: int, height: int, dpi: tuple[float, float] | None) -> bytes:
+    from PIL import Image, TiffImagePlugin
+
+    tags = Image.Exif()
+    tags.load(b"Exif\x00\x00" + exif)
+    changed = False
+    size_tags = tags.get_ifd(_EXIF_IFD) if _EXIF_IFD in tags else {}  # get_ifd would add an empty one
+    for tag, value in ((_PIXEL_X_DIMENSION, width), (_PIXEL_Y_DIMENSION, height)):
+        if tag in size_tags and size_tags[tag] != value:
+            size_tags[tag] = value
+            changed = True
+    unit = tags.get(_RESOLUTION_UNIT, 2)  # 2: inches (the default), 3: centimetres, 1: no unit
+    if dpi and unit in (2, 3):
+        for tag, d in ((_X_RESOLUTION, dpi[0]), (_Y_RESOLUTION, dpi[1])):
+            value = round(d) if unit == 2 else round(d / 2.54, 2)  # as the DPI field is written
+            if tag in tags and float(tags[tag]) != value:
+                tags[tag] = TiffImagePlugin.IFDRational(value)
+                changed = True
+    return tags.tobytes()[6:] if changed else exif
+
+
+def _tiff_tags(pic: Picture):
+    """The EXIF tags and XMP of a TIFF output, all in its first IFD. Pillow cannot write EXIF's
+    sub-IFDs (exposure, GPS) to a compressed TIFF ("Error setting from dictionary"): they are left
+    out rather than fail the file."""
+    from PIL import Image
+
+    tags = Image.Exif()
+    if pic.exif:
+        tags.load(b"Exif\x00\x00" + pic.exif)
+        for sub_ifd in (_EXIF_IFD, _GPS_IFD):
+            tags.pop(sub_ifd, None)
+    if pic.xmp:
+        tags[_TIFF_XMP_TAG] = pic.xmp
+    return tags
+
+
+def _png_text_for(pic: Picture) -> list[tuple[bytes, bytes]]:
+    """PNG chunks for the text of a PNG input and for XMP (an uncompressed iTXt chunk, as XMP's
+    specification asks)."""
+    chunks = list(pic.png_text)
+    if pic.xmp:
+        chunks.append((b"iTXt", _PNG_XMP_KEYWORD + b"\0\0\0\0\0" + pic.xmp))
+    return chunks
 
 
 def _encode_png16(arr: np.ndarray, pic: Picture) -> bytes:
@@ -261,6 +456,7 @@ def _encode_png16(arr: np.ndarray, pic: Picture) -> bytes:
         extra.append((b"pHYs", struct.pack(">IIB", round(pic.dpi[0] / 0.0254), round(pic.dpi[1] / 0.0254), 1)))
     if pic.exif:
         extra.append((b"eXIf", pic.exif))
+    extra.extend(_png_text_for(pic))
     # Ancillary chunks go before the first IDAT (iCCP must).
     chunks = chunks[:1] + extra + chunks[1:]
     out = io.BytesIO()
@@ -278,31 +474,11 @@ def _encode_tiff16(arr: np.ndarray, pic: Picture) -> bytes:
     if pic.dpi:
         kwargs["resolution"] = (pic.dpi[0], pic.dpi[1])
         kwargs["resolutionunit"] = "INCH"
+    kwargs["extratags"] = []
     if pic.icc:
-        kwargs["extratags"] = [(34675, 7, len(pic.icc), pic.icc, True)]
+        kwargs["extratags"].append((34675, 7, len(pic.icc), pic.icc, True))
+    if pic.xmp:
+        kwargs["extratags"].append((_TIFF_XMP_TAG, 1, len(pic.xmp), pic.xmp, True))
     buf = io.BytesIO()
     tifffile.imwrite(buf, arr[..., 0] if c == 1 else arr, **kwargs)
     return buf.getvalue()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the target folder, then rename: no reader ever sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".aetool-tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -77,9 +77,13 @@ class Card:
 
     @classmethod
     def from_json(cls, path: Path) -> "Card":
-        data = json.loads(path.read_text())
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "path"}
-        card = cls(**known)
+        try:
+            data = json.loads(path.read_text())
+            known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "path"}
+            card = cls(**known)
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            raise ModelError(f"the model card {path} cannot be read ({exc}); restore it from the model's "
+                             "source, or delete it to use the weights file alone") from None
         card.path = path.parent / card.file
         return card
 
@@ -94,10 +98,7 @@ class Card:
 def pretrained_cards(task: str | None = None) -> list[Card]:
     cards = []
     for p in sorted(weights_dir().glob("*.json")):
-        try:
-            card = Card.from_json(p)
-        except (ValueError, TypeError) as exc:
-            raise ModelError(f"broken model card {p}: {exc}") from exc
+        card = Card.from_json(p)
         if task is None or card.task == task:
             cards.append(card)
     return cards
@@ -158,24 +159,63 @@ def read_metadata(path: Path) -> dict:
         raise ModelError(f"{path} is not a readable .safetensors file: {exc}") from exc
     if "aetool" not in meta:
         raise ModelError(f"{path} has no aetool metadata; it was not written by `aetool train`")
-    return json.loads(meta["aetool"])
+    try:
+        meta = json.loads(meta["aetool"])
+        if not isinstance(meta.get("arch"), str) or not isinstance(meta.get("config"), dict):
+            raise ValueError("no architecture or config")
+    except (ValueError, AttributeError) as exc:
+        raise ModelError(f"{path}: its aetool metadata is damaged ({exc}); re-train or restore the file") from None
+    return meta
 
 
-def load_model(name_or_path: str | Card, device: str = "cpu"):
-    """Build the model, load its weights (sha256-checked when the card gives one), eval mode."""
-    import torch
-    from safetensors.torch import load_file
-
-    card = name_or_path if isinstance(name_or_path, Card) else find_card(name_or_path)
-    assert card.path is not None
-    if not card.path.is_file():
+def verify_model(card: Card) -> dict:
+    """Check everything that could make a model unusable, before any image is touched: the weights
+    file is there, matches the card's sha256, carries aetool's metadata for a known architecture,
+    and holds only finite numbers (a damaged file or a diverged training would write black images).
+    Returns the file's metadata; raises ModelError with one line that says what to do."""
+    if card.path is None or not card.path.is_file():
         raise ModelError(f"weights file {card.path} for model '{card.name}' is missing")
+    key = (str(card.path), card.path.stat().st_mtime_ns, card.sha256)
+    if key in _VERIFIED:
+        return _VERIFIED[key]
     if card.sha256:
         actual = sha256_of(card.path)
         if actual != card.sha256:
             raise ModelError(f"{card.path}: sha256 {actual[:12]}... does not match the card's "
-                             f"{card.sha256[:12]}...; the file is damaged or was replaced")
+                             f"{card.sha256[:12]}...; the file is damaged or was replaced (re-install aetool, or "
+                             "copy the weights again)")
     meta = read_metadata(card.path)
+    _import_models()
+    if meta.get("arch") not in _ARCHITECTURES:
+        raise ModelError(f"{card.path}: unknown architecture '{meta.get('arch')}'; it needs a newer aetool "
+                         f"(known: {', '.join(sorted(_ARCHITECTURES))})")
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(card.path), framework="pt") as f:
+            bad = [k for k in f.keys() if not _finite(f.get_tensor(k))]
+    except Exception as exc:  # safetensors raises its own error types
+        raise ModelError(f"{card.path} is not a readable .safetensors file: {exc}") from None
+    if bad:
+        raise ModelError(f"{card.path}: the weights hold NaN or infinite values ({bad[0]}{' and more' if len(bad) > 1 else ''}); "
+                         "the file is damaged or its training diverged: re-train or restore it")
+    _VERIFIED[key] = meta
+    return meta
+
+
+_VERIFIED: dict[tuple, dict] = {}  # (path, mtime, sha256) -> metadata: each file is checked once per process
+
+
+def _finite(tensor) -> bool:
+    return not tensor.is_floating_point() or bool(tensor.float().isfinite().all())
+
+
+def load_model(name_or_path: str | Card, device: str = "cpu"):
+    """Build the model, load its weights (checked by verify_model first), eval mode."""
+    from safetensors.torch import load_file
+
+    card = name_or_path if isinstance(name_or_path, Card) else find_card(name_or_path)
+    meta = verify_model(card)
     model = create_architecture(meta["arch"], meta["config"])
     state = load_file(str(card.path))
     state = {k: v.float() for k, v in state.items()}

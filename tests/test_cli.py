@@ -167,21 +167,33 @@ def test_stdin_to_stdout_subprocess(tmp_path, tiny_model):
     proc = subprocess.run([sys.executable, "-m", "aetool", "denoise", "-", "--model", str(tiny_model),
                            "--sigma", "5"], input=src.read_bytes(), capture_output=True)
     assert proc.returncode == 0, proc.stderr.decode()
-    assert proc.stderr == b""  # quiet when not a terminal
+    # Not a terminal: no progress bar, only the one-line summary on stderr.
+    assert proc.stderr.decode().startswith("denoise: 1 done, 0 skipped, 0 failed in ")
+    assert len(proc.stderr.decode().splitlines()) == 1
     out = tmp_path / "out.png"
     out.write_bytes(proc.stdout)
     assert np.asarray(Image.open(out)).shape == img.shape
 
 
-def test_no_partial_file_when_encoding_fails(photo_dir, tmp_path, tiny_model, monkeypatch):
-    def broken_write(path, data):
+def test_disk_full_stops_the_batch_at_once_without_partial_files(tmp_path, tiny_model, monkeypatch):
+    def broken_write(path, data, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("aetool.batch.write_atomic", broken_write)
+    monkeypatch.setattr("aetool.atomic.write_atomic", broken_write)
+    d = tmp_path / "in"
+    d.mkdir()
+    for k in range(8):
+        Image.fromarray(structured_image(48, 64, seed=k)).save(d / f"{k}.png")
     out = tmp_path / "out"
-    r = run("denoise", photo_dir, "-o", out, "--model", tiny_model, "--sigma", "5", "--json")
+    r = run("denoise", d, "-o", out, "--model", tiny_model, "--sigma", "5", "--json")
     assert r.exit_code == 1
-    assert all(x["status"] == "failed" and "No space" in x["error"] for x in json_lines(r.stdout)[:-1])
+    records, summary = json_lines(r.stdout)[:-1], json_lines(r.stdout)[-1]["summary"]
+    # The first failed write stops the batch: only the files already in the pipeline (written
+    # behind the model) fail; the rest are not processed only to fail the same way.
+    assert all(x["status"] == "failed" and "No space" in x["error"] for x in records)
+    assert 1 <= summary["failed"] <= 3 and summary["failed"] + summary["not_started"] == 8
+    assert "No space" in summary["stopped"]
+    assert r.stderr.count("aetool: stopped:") == 1
     assert not out.exists() or not any(out.rglob("*.*"))
 
 

@@ -145,3 +145,108 @@ def test_bmp_output_flattens_alpha(tmp_path):
     pic = Picture(pixels=np.zeros((8, 8, 1), np.float32), alpha=np.zeros((8, 8), np.float32))
     res = np.asarray(Image.open(io.BytesIO(encode_image(pic, ".bmp"))))
     assert res.ndim == 2 and res.min() > 250
+
+
+# ---------------------------------------------------------------- XMP, PNG text, size in the metadata
+XMP = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+       '<rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:exif="http://ns.adobe.com/exif/1.0/" '
+       'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" exif:PixelXDimension="{w}" exif:PixelYDimension="{h}" '
+       'tiff:Orientation="{o}"><dc:rights>(c) Ann Example</dc:rights></rdf:Description></rdf:RDF></x:xmpmeta>')
+
+
+def xmp_of(data: bytes) -> bytes:
+    return Image.open(io.BytesIO(data)).info.get("xmp") or b""
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp", ".tif"])
+def test_xmp_is_carried_to_formats_that_hold_it(suffix):
+    xmp = XMP.format(w=128, h=96, o=1).encode()
+    buf = io.BytesIO()
+    if suffix == ".png":  # Pillow writes XMP into PNG only as the iTXt chunk of XMP's specification
+        from PIL import PngImagePlugin
+
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", xmp.decode())
+        Image.fromarray(structured_image()).save(buf, "PNG", pnginfo=info)
+    elif suffix == ".tif":
+        tags = Image.Exif()
+        tags[700] = xmp
+        Image.fromarray(structured_image()).save(buf, "TIFF", exif=tags)
+    else:
+        Image.fromarray(structured_image()).save(buf, Image.registered_extensions()[suffix], xmp=xmp)
+    pic = read_image(buf.getvalue())
+    assert pic.xmp == xmp
+    assert xmp_of(encode_image(pic, suffix)) == xmp
+    assert xmp_of(encode_image(pic, ".png" if suffix != ".png" else ".jpg")) == xmp  # across formats too
+
+
+def test_png_text_chunks_are_carried_to_png_also_16_bit():
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "scanned 1998")
+    info.add_text("Author", "Zoë", zip=True)  # zTXt
+    info.add_itxt("Title", "Été", lang="fr")
+    info.add(b"tEXt", b"Source\0after the pixels", after_idat=True)
+    for img in (structured_image(), structured_image(channels=1).astype(np.uint16) * 257):
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "PNG", pnginfo=info)
+        pic = read_image(buf.getvalue())
+        out = Image.open(io.BytesIO(encode_image(pic, ".png")))
+        out.load()
+        assert {k: str(v) for k, v in out.text.items()} == {"Comment": "scanned 1998", "Author": "Zoë",
+                                                            "Title": "Été", "Source": "after the pixels"}
+        assert out.text["Title"].lang == "fr"
+    assert not Image.open(io.BytesIO(encode_image(pic, ".jpg"))).info.get("comment")  # PNG text goes to PNG only
+
+
+def test_upscale_updates_exif_and_xmp_size_and_resolution(tmp_path, make_upscaler):
+    exif = Image.Exif()
+    exif[0x010F] = "TestCam"
+    exif[0x011A], exif[0x011B], exif[0x0128] = 72, 72, 2  # 72 dots per inch
+    exif.get_ifd(0x8769)[0xA002], exif.get_ifd(0x8769)[0xA003] = 128, 96
+    exif.get_ifd(0x8769)[0x829A] = 0.01  # an exposure time: kept
+    src = tmp_path / "in.jpg"
+    Image.fromarray(structured_image()).save(src, exif=exif, dpi=(72, 72), quality=95,
+                                             xmp=XMP.format(w=128, h=96, o=1).encode())
+    out = tmp_path / "out.jpg"
+    r = runner.invoke(app, ["upscale", str(src), "-o", str(out), "--model", str(make_upscaler(2, bicubic=True)), "-q"])
+    assert r.exit_code == 0, r.output
+    res = Image.open(out)
+    assert res.size == (256, 192) and res.info["dpi"] == (144, 144)
+    tags = res.getexif()
+    assert (tags[0x011A], tags[0x011B], tags[0x010F]) == (144, 144, "TestCam")
+    assert (tags.get_ifd(0x8769)[0xA002], tags.get_ifd(0x8769)[0xA003]) == (256, 192)
+    assert float(tags.get_ifd(0x8769)[0x829A]) == 0.01
+    assert b'exif:PixelXDimension="256" exif:PixelYDimension="192"' in res.info["xmp"]
+
+
+def test_a_tiff_enlarged_keeps_its_real_size_and_camera_exif_does_not_fail_tiff():
+    from dataclasses import replace
+
+    exif = Image.Exif()
+    exif[0x010F] = "TestCam"
+    buf = io.BytesIO()
+    Image.fromarray(structured_image(24, 32)).save(buf, "TIFF", exif=exif)
+    pic = read_image(buf.getvalue())
+    big = replace(pic, pixels=np.repeat(np.repeat(pic.pixels, 2, 0), 2, 1))
+    res = Image.open(io.BytesIO(encode_image(big, ".tif")))
+    assert res.size == (64, 48) and res.getexif()[0x010F] == "TestCam"  # the source's width was written back
+    res.load()
+    camera = Image.Exif()
+    camera[0x010F] = "TestCam"
+    camera.get_ifd(0x8769)[0x829A] = 0.01  # the Exif sub-IFD, as every camera writes
+    pic = Picture(pixels=np.zeros((8, 8, 3), np.float32), exif=camera.tobytes()[6:])
+    assert Image.open(io.BytesIO(encode_image(pic, ".tif"))).getexif()[0x010F] == "TestCam"
+
+
+def test_xmp_orientation_is_reset_with_the_exif_one(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    Image.fromarray(structured_image(64, 96)).save(buf, "JPEG", exif=exif, xmp=XMP.format(w=96, h=64, o=6).encode())
+    pic = read_image(buf.getvalue())
+    assert pic.pixels.shape[:2] == (96, 64)
+    out = Image.open(io.BytesIO(encode_image(pic, ".jpg")))
+    assert b'tiff:Orientation="1"' in out.info["xmp"] and out.getexif()[0x0112] == 1
+    assert b'exif:PixelXDimension="64" exif:PixelYDimension="96"' in out.info["xmp"]

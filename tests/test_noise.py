@@ -209,3 +209,65 @@ def test_chroma_subsampled_jpeg_is_not_read_as_clean(sigma):
     Image.fromarray(noisy).save(buf, "JPEG", quality=95, subsampling=2)
     est = estimate_noise(np.asarray(Image.open(buf)))
     assert est > 0.4 * sigma
+
+
+# --- small images: where the estimate stops being reliable -------------------------------
+
+
+def test_min_pixels_for_estimate():
+    from aetool.noise import min_pixels_for_estimate
+
+    # 3072 pixel values: 32x32 colour, e.g. 56x56 or 48x64 grey; alpha does not count.
+    assert [min_pixels_for_estimate(c) for c in (1, 2, 3, 4)] == [3072, 3072, 1024, 1024]
+
+
+@pytest.mark.parametrize("channels, side", [(3, 32), (1, 56)])
+def test_estimate_is_reliable_from_the_threshold_size(channels, side):
+    """At the smallest reliable size, dense structure (strokes, edges, a disc) still reads within 20 %."""
+    from conftest import structured_image
+
+    clean = structured_image(side, side, channels=channels, seed=1)
+    texture = 3.0 if channels == 3 else 3.0 * np.sqrt(0.299**2 + 0.587**2 + 0.114**2)  # the picture's own
+    for sigma in (10, 25, 50):
+        est = estimate_noise(add_gaussian_noise(clean, sigma, np.random.default_rng(sigma)))
+        assert abs(est / np.hypot(sigma, texture) - 1) < 0.2, f"sigma {sigma}: estimated {est:.2f}"
+
+
+def test_blind_denoiser_leaves_too_small_images_unchanged(tiny_model):
+    """A 3x5 image once read as sigma 29 and changed by up to 48 levels; now it is left as it is,
+    with the reason in the record, and denoised only when told the sigma."""
+    from aetool.api import Denoiser
+
+    den = Denoiser(str(tiny_model))
+    tiny = add_gaussian_noise(np.full((3, 5, 3), 120, np.uint8), 10, np.random.default_rng(0))
+    pixels = tiny.astype(np.float32) / 255
+    out, info = den(pixels)
+    np.testing.assert_array_equal(out, pixels)
+    assert info["sigma_estimated"] is None and "too small" in info["note"] and "--sigma" in info["note"]
+    grey = pixels[..., :1].repeat(200, axis=0)  # 600x5 = 3000 px, under the 3072 grey needs
+    assert den(grey)[1]["sigma_estimated"] is None
+    out, info = den(pixels, sigma=10)
+    assert info["sigma"] == 10 and not np.array_equal(out, pixels)
+    from conftest import structured_image
+
+    _, info = den(structured_image(32, 32).astype(np.float32) / 255)
+    assert isinstance(info["sigma_estimated"], float) and "note" not in info
+
+
+def test_cli_json_record_of_a_too_small_image(tiny_model, tmp_path):
+    import json
+
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from aetool.cli import app
+
+    src = tmp_path / "tiny.png"
+    Image.fromarray(add_gaussian_noise(np.full((3, 5, 3), 120, np.uint8), 10, np.random.default_rng(0))).save(src)
+    r = CliRunner().invoke(app, ["denoise", str(src), "-o", str(tmp_path / "out.png"), "--model", str(tiny_model),
+                                 "--json"])
+    assert r.exit_code == 0, r.output
+    record = json.loads(r.stdout.splitlines()[0])
+    assert record["status"] == "ok" and "too small" in record["note"]
+    assert record.get("sigma_estimated") is None and "sigma" not in record  # no invented noise level
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out.png")), np.asarray(Image.open(src)))

@@ -145,3 +145,93 @@ def test_train_upscale_end_to_end_and_resume(train_dir, tmp_path):
     r = runner.invoke(app, ["train", "denoise", "--data", str(train_dir), "--out",
                             str(tmp_path / "d.safetensors"), "--init", str(out), "--steps", "1"])
     assert r.exit_code == 2 and "not a denoiser" in r.output
+
+
+def _touch_images(folder, n):
+    folder.mkdir()
+    for i in range(n):
+        (folder / f"img{i:02d}.png").write_bytes(b"")  # listed, not read
+    return folder
+
+
+def test_hold_out_never_takes_the_majority(tmp_path):
+    from aetool.errors import UsageError
+    from aetool.training.data import split_files
+
+    for n in (1, 2, 3, 4, 5, 9, 10, 39, 40, 100):
+        split = split_files([_touch_images(tmp_path / f"d{n}", n)], None, 8)
+        assert len(split.train) >= 1 and (not split.held_out or len(split.val) <= n // 5), n
+        if n >= 40:
+            assert len(split.val) == 8 and not split.warnings
+    d9 = tmp_path / "d9"
+    split = split_files([d9], None, 8)  # a user's 9 images: 8 trained on, not 1
+    assert len(split.train) == 8 and [p.name for p in split.val] == ["img08.png"]
+    assert "holding out 1 of 9" in split.warnings[0]
+    split = split_files([tmp_path / "d3"], None, 8)  # too few to hold any out: validate on the training files
+    assert not split.held_out and split.val == split.train and len(split.train) == 3
+    assert "validating on the training images" in split.warnings[0]
+    assert not split_files([tmp_path / "d40"], None, 0).held_out
+    with pytest.raises(UsageError, match="--val-count must be 0 or more"):
+        split_files([d9], None, -1)
+
+
+def test_three_large_images_train_with_warnings(tmp_path):
+    """3 images of 800 px once gave 'no training image is at least 64x64 pixels' (all 3 were
+    held out for validation); now they are trained on, with warnings that say why and what to do."""
+    d = tmp_path / "three"
+    d.mkdir()
+    for i in range(3):
+        Image.fromarray(structured_image(300, 400, seed=i)).save(d / f"big{i}.png")
+    out = tmp_path / "three.safetensors"
+    r = runner.invoke(app, ["train", "denoise", "--data", str(d), "--out", str(out), "--steps", "2", "-q", *TINY])
+    assert r.exit_code == 0, r.output
+    assert "only 3 training images" in r.output and "validating on the training images" in r.output
+    training = json.loads(out.with_suffix(".json").read_text())["training"]
+    assert training["data"]["train_images"] == 3
+    assert training["validation"]["held_out"] is False and len(training["validation"]["files"]) == 3
+
+
+def test_refusals_say_the_true_reason(tmp_path):
+    def refusal(*args):
+        r = runner.invoke(app, ["train", "denoise", "--out", str(tmp_path / "x.safetensors"), *TINY, *args])
+        assert r.exit_code == 2, r.output
+        return r.output
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not an image")
+    assert "no images found in" in refusal("--data", str(empty)) and ".png" in refusal("--data", str(empty))
+    small = tmp_path / "small"
+    small.mkdir()
+    for w, h in ((20, 30), (31, 90)):
+        Image.fromarray(structured_image(h, w)).save(small / f"{w}x{h}.png")
+    msg = refusal("--data", str(small))  # TINY has --patch 32
+    assert "no training image is at least 32x32 pixels (--patch 32)" in msg
+    assert "20x30.png 20x30" in msg and "31x90.png 31x90" in msg and "smaller --patch" in msg
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    Image.fromarray(structured_image(64, 64)).save(broken / "good.png")
+    (broken / "bad.png").write_bytes(b"not a png")
+    msg = refusal("--data", str(broken))
+    assert "cannot read" in msg and "bad.png" in msg
+    assert "--val-every must be at least 1, got 0" in refusal("--data", str(small), "--val-every", "0")
+    assert "--batch-size must be at least 1, got 0" in refusal("--data", str(small), "--batch-size", "0")
+
+
+def test_a_short_run_has_a_loss_curve(train_dir, tmp_path):
+    """A 5-step run once recorded one loss point (every 20 steps and the last), drawn as an
+    invisible one-point line: its plot had an empty loss axis."""
+    from aetool.training.loop import History, loss_curve, loss_interval
+
+    out = tmp_path / "short.safetensors"
+    r = runner.invoke(app, ["train", "denoise", "--data", str(train_dir), "--out", str(out), "--steps", "5",
+                            "--val-every", "5", *TINY])
+    assert r.exit_code == 0, r.output
+    history = History(**json.loads(out.with_name("short.history.json").read_text()))
+    assert history.step == [1, 2, 3, 4, 5] and len(history.loss) == 5
+    steps, loss = loss_curve(history)
+    assert list(steps) == [1, 2, 3, 4, 5] and np.all(np.isfinite(loss))
+    assert [loss_interval(n) for n in (5, 100, 500, 1000, 20000)] == [1, 2, 10, 20, 20]
+    long = History(step=list(range(20, 20001, 20)), loss=list(np.linspace(1, 0.1, 1000)))
+    steps, loss = loss_curve(long)  # smoothed over 5 points
+    assert len(steps) == len(loss) == 996 and steps[-1] == 20000

@@ -15,7 +15,7 @@ app = typer.Typer(
     name="aetool",
     help="Restore images with pretrained autoencoders: denoise, upscale, inpaint, and train your own.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     rich_markup_mode=None,
 )
 denoise.register(app)

@@ -10,29 +10,46 @@ from . import options as o
 from .common import handle_errors
 from .imagecmd import engine_options, run_image_command
 
+# "\b" keeps click from rewrapping the examples: each line is printed as written (under 80 columns).
 EPILOG = """Examples:
 
-  aetool denoise ~/shoot -o ~/shoot-clean -r          # a folder tree; re-run to finish after a stop
+\b
+  # a folder tree; run it again to finish after a stop
+  aetool denoise ~/shoot -o ~/shoot-clean -r
+\b
+  # one file
+  aetool denoise photo.jpg -o photo-clean.png
+\b
+  # a pipe
+  cat noisy.png | aetool denoise - > clean.png
+\b
+  # told the noise level; JSON lines on stdout
+  aetool denoise in/ -o out/ --json --sigma 25
+\b
+  # JPEGs only, not in raw/; outputs beside the inputs (re-runs skip them)
+  aetool denoise ~/shoot -r --include '*.jpg' --exclude 'raw/**' \\
+      -o ~/shoot --suffix _dn
 
-  aetool denoise photo.jpg -o photo-clean.png         # one file
-
-  cat noisy.png | aetool denoise - > clean.png        # a pipe
-
-  aetool denoise in/ -o out/ --json --sigma 25        # told the noise level; JSON lines on stdout
-
-Exit codes: 0 all done (or skipped), 1 some inputs failed (each reported), 2 usage error.
+Exit codes: 0 all done (or skipped), 1 some inputs failed (each reported) or the batch
+stopped early (disk full, read-only, broken model), 2 usage error, 130 Ctrl-C, 143 SIGTERM.
 """
 
 
 def denoise_command(
     inputs: o.Inputs,
     output: o.Output = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name (see `aetool models`) or a "
+    model: Annotated[Optional[str], typer.Option("--model", "-m", metavar="NAME|FILE",
+                                                 help="Model name (see `aetool models`) or a "
                                                  ".safetensors file from `aetool train`; default: the colour or "
                                                  "grey model to match each image.", show_default=False)] = None,
-    sigma: Annotated[Optional[float], typer.Option(min=0, max=255, help="Noise standard deviation in 0-255 units; "
-                                                   "default: estimated per image (blind).", show_default=False)] = None,
-    strength: Annotated[float, typer.Option(min=0.0, max=1.0, help="1 = fully denoised, 0 = unchanged; blends in "
+    sigma: Annotated[Optional[float], typer.Option(min=0, max=255, metavar="SIGMA",
+                                                   help="Noise standard deviation in 0-255 units; "
+                                                   "default: estimated per image (blind). Images under 1024 "
+                                                   "pixels (colour, 32x32) or 3072 (grey, 56x56) are too small "
+                                                   "for a reliable estimate and are left unchanged unless --sigma "
+                                                   "is given.", show_default=False)] = None,
+    strength: Annotated[float, typer.Option(min=0.0, max=1.0, metavar="X",
+                                            help="1 = fully denoised, 0 = unchanged; blends in "
                                             "between.")] = 1.0,
     args: o.ImageArgs = None,
 ):
@@ -53,4 +70,4 @@ def denoise_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("denoise", epilog=EPILOG)(handle_errors(o.image_command(denoise_command)))
+    app.command("denoise", short_help="Remove noise from photos, blind or at a given noise level.", epilog=EPILOG)(handle_errors(o.image_command(denoise_command)))

@@ -3,17 +3,19 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable
 
 import typer
 
-from ..batch import FileResult, Summary, plan_jobs, run_jobs
+from ..batch import FileResult, Summary, plan_jobs, preflight, run_jobs
 from ..discovery import collect_inputs, has_image_extension, plan_output
 from ..engine import EngineOptions, parse_tile
-from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, UsageError
+from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_TERMINATED, Terminated, UsageError
 from ..imageio import FORMAT_EXTENSIONS
+from ..limits import OutputSize
 from .options import ImageArgs
 
 FORMATS = ["png", "jpg", "jpeg", "webp", "tiff", "tif", "bmp", "avif", "same"]
@@ -30,14 +32,18 @@ def engine_options(args: ImageArgs) -> EngineOptions:
 
 
 def run_image_command(name: str, inputs: list[str], output: str | None, args: ImageArgs, options: EngineOptions,
-                      make_processor: Callable[[], Callable]) -> None:
+                      make_processor: Callable[[], Callable], output_size: OutputSize | None = None) -> None:
+    """Find inputs, plan outputs, check the model and every input's header, run, report, exit.
+    `output_size` ((h, w) -> (h, w)): for commands that change the size, so that the pixel and
+    memory limits are checked on the output before decoding."""
     recursive, suffix, fmt, quality = args.recursive, args.suffix, args.fmt, args.quality
-    overwrite, dry_run, as_json, quiet, verbose = args.overwrite, args.dry_run, args.as_json, args.quiet, args.verbose
+    overwrite, dry_run, as_json, quiet = args.overwrite, args.dry_run, args.as_json, args.quiet
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}")
-    exclude = Path(output).expanduser() if output not in (None, "-") else None
-    items, missing = collect_inputs(inputs, recursive, exclude=exclude)
+    items, missing = collect_inputs(inputs, recursive, output=output if output != "-" else None, suffix=suffix,
+                                    fmt=fmt, include=args.include or (), exclude=args.exclude or (),
+                                    max_depth=args.max_depth)
     to_stdout = output == "-" or (output is None and any(it.is_stdin for it in items))
     if to_stdout and len(items) + len(missing) != 1:
         raise UsageError("standard output takes exactly one image; give a folder with -o for several")
@@ -51,8 +57,9 @@ def run_image_command(name: str, inputs: list[str], output: str | None, args: Im
     out_path = None if to_stdout else Path(output).expanduser()
     if out_path is not None and not single_file and (out_path.is_file() or (has_image_extension(out_path)
                                                                              and not out_path.is_dir())):
-        raise UsageError(f"-o {output} names a file, but there are {len(items) + len(missing)} inputs; "
-                         "give an output folder")
+        count = len(items) + len(missing)
+        raise UsageError(f"-o {output} names a file, but there {'is 1 input' if count == 1 else f'are {count} inputs'}"
+                         "; give an output folder")
 
     def plan(item):
         return plan_output(item, "-" if to_stdout else output, single_file, suffix, fmt)
@@ -63,72 +70,139 @@ def run_image_command(name: str, inputs: list[str], output: str | None, args: Im
         return FORMAT_EXTENSIONS["png" if fmt == "same" else fmt]
 
     jobs, decided = plan_jobs(items, plan, overwrite)
+    # The model is checked before any input is read: a damaged one is one usage error (exit 2).
+    process = make_processor() if jobs else None
+    jobs, refused = preflight(jobs, options.max_pixels, output_size, options.workers, verify=dry_run)
     summary = Summary()
-    interactive = sys.stderr.isatty() and not quiet
     started = time.perf_counter()
-    progress = bar = None
-
-    def report(r: FileResult) -> None:
-        summary.add(r)
-        if as_json:
-            print(json.dumps(r.to_json()), flush=True)
-        if r.status == "failed" and not (as_json and quiet):
-            msg = f"aetool: failed: {r.input}: {r.error}"
-            (progress.console.print(msg, markup=False, highlight=False) if progress else print(msg, file=sys.stderr))
-        elif dry_run and not as_json and not quiet:
-            print(f"{r.status}: {r.input} -> {r.output}" + (f" ({r.error})" if r.error else ""))
-        elif verbose and not as_json:
-            extra = " ".join(f"{k}={v}" for k, v in r.info.items())
-            line = f"{r.status}: {r.input} -> {r.output} {extra}".rstrip()
-            progress.console.print(line, markup=False) if progress else print(line, file=sys.stderr)
-        if progress is not None and r.status in ("ok", "failed") and r.input in running:
-            running.discard(r.input)
-            done_mp[0] += r.megapixels
-            elapsed = max(1e-9, time.perf_counter() - started)
-            progress.update(bar, advance=1, mps=done_mp[0] / elapsed)
-
-    running: set[str] = set()
-    done_mp = [0.0]
+    # On a terminal a progress bar, unless the JSON lines go to the same terminal (they are the progress).
+    interactive = sys.stderr.isatty() and not quiet and not (as_json and sys.stdout.isatty())
+    reporter = Reporter(name, args, summary, jobs if interactive and not dry_run else None)
     for miss, why in missing:
-        report(FileResult(miss, None, "failed", why))
-    for r in decided:
-        report(r)
+        reporter(FileResult(miss, None, "failed", why))
+    for r in decided + refused:
+        reporter(r)
     if dry_run:
         for job in jobs:
-            report(FileResult(str(job.item), str(job.output) if job.output else "-", "planned"))
+            reporter(FileResult(str(job.item), str(job.output) if job.output else "-", "planned"))
         jobs = []
-    if not items and not missing:
-        if not quiet:
-            hint = "" if recursive else " (add -r to go into subfolders)"
-            print(f"aetool: no images found in {' '.join(inputs)}{hint}", file=sys.stderr)
+    if not items and not missing and not quiet:
+        hint = (" (none that --include/--exclude take)" if args.include or args.exclude
+                else "" if recursive or args.max_depth is not None else " (add -r to go into subfolders)")
+        print(f"aetool: no images found in {' '.join(inputs)}{hint}", file=sys.stderr)
+    reported_before = summary.total
     try:
         if jobs:
-            process = make_processor()
-            if interactive:
-                from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                           TimeElapsedColumn, TimeRemainingColumn)
-
-                progress = Progress(TextColumn(f"[bold]{name}"), BarColumn(), MofNCompleteColumn(),
-                                    TextColumn("{task.fields[mps]:.2f} MP/s"), TimeElapsedColumn(),
-                                    TextColumn("ETA"), TimeRemainingColumn(), transient=False)
-                progress.start()
-                bar = progress.add_task(name, total=len(jobs), mps=0.0)
-            running.update(str(j.item) for j in jobs)
-            run_jobs(jobs, process, suffix_for=suffix_for, quality=quality, max_pixels=options.max_pixels,
-                     workers=options.workers, on_result=report)
-    except KeyboardInterrupt:
+            reporter.start()
+            stopped = run_jobs(jobs, process, suffix_for=suffix_for, quality=quality, max_pixels=options.max_pixels,
+                               workers=options.workers, on_result=reporter, overwrite=overwrite,
+                               output_size=output_size, on_progress=reporter.tiles)
+            if stopped:
+                summary.stopped = stopped
+    except KeyboardInterrupt as exc:
         summary.interrupted = True
+        summary.stopped = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
     finally:
-        if progress is not None:
-            progress.stop()
+        reporter.stop()
+    summary.not_started = max(0, len(jobs) - (summary.total - reported_before))
     summary.seconds = time.perf_counter() - started
-    if as_json:
-        print(json.dumps({"summary": summary.to_json()}), flush=True)
-    elif (interactive or verbose) and not dry_run:
-        rate = f", {summary.megapixels / summary.seconds:.2f} MP/s" if summary.seconds and summary.ok else ""
-        print(f"{name}: {summary.ok} done, {summary.skipped} skipped, {summary.failed} failed "
-              f"in {summary.seconds:.1f} s{rate}", file=sys.stderr)
+    reporter.finish()
     if summary.interrupted:
-        print("aetool: interrupted; finished outputs are complete, re-run to do the rest", file=sys.stderr)
-        raise typer.Exit(EXIT_INTERRUPTED)
-    raise typer.Exit(EXIT_SOME_FAILED if summary.failed else EXIT_OK)
+        print("aetool: " + ("terminated" if summary.stopped == "SIGTERM" else "interrupted")
+              + "; finished outputs are complete, re-run to do the rest", file=sys.stderr)
+        raise typer.Exit(EXIT_TERMINATED if summary.stopped == "SIGTERM" else EXIT_INTERRUPTED)
+    if summary.stopped:
+        print(f"aetool: stopped: {summary.stopped}; {summary.not_started} file(s) not started, "
+              "re-run to do the rest once it is fixed", file=sys.stderr)
+    raise typer.Exit(EXIT_SOME_FAILED if summary.failed or summary.stopped else EXIT_OK)
+
+
+class Reporter:
+    """Reports each file's result (JSON line, failure or verbose line, progress bar) and the
+    summary. Called from writer threads the moment an output is in place, so it takes a lock.
+    JSON lines are written raw to stdout, never through rich (which would wrap them); the
+    progress bar is weighted by megapixels and moves inside large images (tiles)."""
+
+    def __init__(self, name: str, args: ImageArgs, summary: Summary, bar_jobs: list | None):
+        self.name, self.args, self.summary = name, args, summary
+        self.lock = threading.RLock()
+        self.progress = None
+        self.bar_jobs = bar_jobs
+        self.job_mp = {str(j.item): (j.megapixels or 1.0) for j in bar_jobs or []}  # files not reported yet
+        self.total_files = len(self.job_mp)
+        self.done_mp = 0.0
+        self.in_flight: dict[str, float] = {}  # input -> fraction of its tiles done
+        self.files_done = 0
+        self.started = time.perf_counter()
+
+    def start(self) -> None:
+        if self.bar_jobs is None:
+            return
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        # redirect_stdout=False: our JSON lines must reach stdout untouched.
+        self.progress = Progress(TextColumn(f"[bold]{self.name}"), BarColumn(), TextColumn("{task.fields[files]}"),
+                                 TextColumn("{task.fields[mps]:.2f} MP/s"), TimeElapsedColumn(), TextColumn("ETA"),
+                                 TimeRemainingColumn(), transient=False, redirect_stdout=False,
+                                 redirect_stderr=False)
+        self.progress.start()
+        total = sum(self.job_mp.values())
+        self.bar = self.progress.add_task(self.name, total=total, mps=0.0, files=f"0/{self.total_files} files")
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    def _stderr(self, line: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def tiles(self, job, fraction: float) -> None:
+        with self.lock:
+            self.in_flight[str(job.item)] = fraction
+            self._refresh()
+
+    def _refresh(self) -> None:
+        if self.progress is None:
+            return
+        partial = sum(self.job_mp.get(k, 0.0) * f for k, f in self.in_flight.items())
+        elapsed = max(1e-9, time.perf_counter() - self.started)
+        self.progress.update(self.bar, completed=self.done_mp + partial, mps=self.done_mp / elapsed,
+                             files=f"{self.files_done}/{self.total_files} files")
+
+    def __call__(self, r: FileResult) -> None:
+        args = self.args
+        with self.lock:
+            self.summary.add(r)
+            if args.as_json:
+                sys.stdout.write(json.dumps(r.to_json()) + "\n")
+                sys.stdout.flush()
+            if r.status == "failed" and not (args.as_json and args.quiet):
+                self._stderr(f"aetool: failed: {r.input}: {r.error}")
+            elif args.dry_run and not args.as_json and not args.quiet:
+                print(f"{r.status}: {r.input} -> {r.output}" + (f" ({r.error})" if r.error else ""), flush=True)
+            elif args.verbose and not args.quiet:  # with --json too: verbose lines go to stderr
+                extra = " ".join(f"{k}={v}" for k, v in r.info.items())
+                self._stderr(f"{r.status}: {r.input} -> {r.output} {extra}".rstrip())
+            if r.input in self.job_mp and r.status in ("ok", "failed", "skipped"):
+                self.in_flight.pop(r.input, None)
+                self.done_mp += self.job_mp.pop(r.input)
+                self.files_done += 1
+                self._refresh()
+
+    def finish(self) -> None:
+        """The summary: a JSON object with --json, and one line on stderr unless -q."""
+        s, args = self.summary, self.args
+        if args.as_json:
+            sys.stdout.write(json.dumps({"summary": s.to_json()}) + "\n")
+            sys.stdout.flush()
+        if args.quiet:
+            return
+        if args.dry_run:
+            print(f"{self.name} (dry run): {s.planned} to do, {s.skipped} skipped, {s.failed} would fail",
+                  file=sys.stderr)
+        else:
+            print(s.line(self.name), file=sys.stderr)

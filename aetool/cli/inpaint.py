@@ -11,38 +11,53 @@ from . import options as o
 from .common import handle_errors
 from .imagecmd import engine_options, run_image_command
 
+# "\b" keeps click from rewrapping the examples: each line is printed as written (under 80 columns).
 EPILOG = """Examples:
 
-  aetool inpaint photo.jpg --mask scratches.png -o fixed.jpg      # one mask, white = fill
+\b
+  # one mask, white = fill
+  aetool inpaint photo.jpg --mask scratches.png -o fixed.jpg
+\b
+  # one mask per file: scans/a.jpg with masks/a_mask.png
+  aetool inpaint scans/ --mask-dir masks/ --mask-suffix _mask -o fixed/ -r
+\b
+  # transparent pixels are the holes
+  aetool inpaint cutouts/ --mask alpha -o filled/
+\b
+  # holes painted in magenta, grown by 2 pixels
+  aetool inpaint shots/ --mask-color '#ff00ff' --tolerance 10 --dilate 2 \\
+      -o fixed/
 
-  aetool inpaint scans/ --mask-dir masks/ --mask-suffix _mask -o fixed/ -r   # scans/a.jpg + masks/a_mask.png
-
-  aetool inpaint cutouts/ --mask alpha -o filled/                 # transparent pixels are the holes
-
-  aetool inpaint shots/ --mask-color '#ff00ff' --tolerance 10 --dilate 2 -o fixed/   # painted in magenta
-
-Exit codes: 0 all done (or skipped), 1 some inputs failed (each reported: missing mask, size
-mismatch, ...), 2 usage error.
+Exit codes: 0 all done (or skipped), 1 some inputs failed (each reported: missing
+mask, size mismatch, ...) or the batch
+stopped early (disk full, read-only, broken model), 2 usage error, 130 Ctrl-C, 143 SIGTERM.
 """
 
 
 def inpaint_command(
     inputs: o.Inputs,
     output: o.Output = None,
-    mask: Annotated[Optional[str], typer.Option("--mask", help="A mask image for every input (white / non-zero = "
+    mask: Annotated[Optional[str], typer.Option("--mask", metavar="FILE|alpha",
+                                                help="A mask image for every input (white / non-zero = "
                                                 "fill, same size as the input), or 'alpha': the transparent "
                                                 "pixels of each input are the holes.", show_default=False)] = None,
-    mask_dir: Annotated[Optional[Path], typer.Option(help="Folder with one mask per input, by file stem "
+    mask_dir: Annotated[Optional[Path], typer.Option(metavar="FOLDER",
+                                                     help="Folder with one mask per input, by file stem "
                                                      "(mirroring subfolders with -r).", show_default=False)] = None,
-    mask_suffix: Annotated[str, typer.Option(help="Added to the input's stem to name its mask in --mask-dir "
+    mask_suffix: Annotated[str, typer.Option(metavar="TEXT",
+                                             help="Added to the input's stem to name its mask in --mask-dir "
                                              "(photo.jpg -> photo_mask.png with _mask).")] = "",
-    mask_color: Annotated[Optional[str], typer.Option(help="Pixels painted in this colour are the holes "
+    mask_color: Annotated[Optional[str], typer.Option(metavar="COLOR",
+                                                      help="Pixels painted in this colour are the holes "
                                                       "('#ff00ff', 'ff00ff' or a name).", show_default=False)] = None,
-    tolerance: Annotated[int, typer.Option(min=0, max=255, help="With --mask-color: largest difference per "
+    tolerance: Annotated[int, typer.Option(min=0, max=255, metavar="N",
+                                           help="With --mask-color: largest difference per "
                                            "channel (0-255) still taken as the key colour.")] = 0,
-    dilate: Annotated[int, typer.Option(min=0, max=256, help="Grow the holes by N pixels (masks drawn tight "
+    dilate: Annotated[int, typer.Option(min=0, max=256, metavar="N",
+                                        help="Grow the holes by N pixels (masks drawn tight "
                                         "leave a rim of the defect).")] = 0,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name (see `aetool models`) or a "
+    model: Annotated[Optional[str], typer.Option("--model", "-m", metavar="NAME|FILE",
+                                                 help="Model name (see `aetool models`) or a "
                                                  ".safetensors file from `aetool train inpaint`.",
                                                  show_default=False)] = None,
     args: o.ImageArgs = None,
@@ -58,7 +73,8 @@ def inpaint_command(
     # A wrong name, or no shipped model, is a usage error before any file is touched.
     card = find_card(model) if model is not None else default_model("inpaint", 3)
     if card.task != "inpaint":
-        raise UsageError(f"model '{card.name}' is a {card.task} model, not an inpainting model")
+        raise UsageError(f"model '{card.name}' is for `aetool {card.task}`, not for inpainting; "
+                         "see `aetool models` for the inpainting models")
 
     def make_processor():
         from ..api import Inpainter
@@ -72,4 +88,4 @@ def inpaint_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("inpaint", epilog=EPILOG)(handle_errors(o.image_command(inpaint_command)))
+    app.command("inpaint", short_help="Fill masked regions: scratches, text, dust, objects.", epilog=EPILOG)(handle_errors(o.image_command(inpaint_command)))

@@ -66,13 +66,16 @@ def list_models(ctx: typer.Context,
     Console(file=sys.stdout, width=None if sys.stdout.isatty() else 160).print(table)
 
 
-@models_app.command("info")
+@models_app.command("info", short_help="Print a model's card as JSON.")
 @handle_errors
-def info(name: Annotated[str, typer.Argument(help="A model name from `aetool models`, or a .safetensors file.")]):
-    """Print a model's card (provenance, training recipe, measured metrics) as JSON."""
-    from ..registry import find_card
+def info(name: Annotated[str, typer.Argument(metavar="NAME", hidden=True)]):  # described below: no "<str>" label
+    """Print a model's card (provenance, training recipe, measured metrics) as JSON.
+
+    NAME: a model name from `aetool models`, or a .safetensors file."""
+    from ..registry import find_card, verify_model
 
     card = find_card(name)
+    verify_model(card)  # a damaged or replaced file is an error here too, not a card printed as if fine
     d = card.to_dict()
     d["path"] = str(card.path)
     print(json.dumps(d, indent=2))

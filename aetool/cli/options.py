@@ -9,29 +9,54 @@ from typing import List, Optional
 import typer
 from typing_extensions import Annotated
 
-Inputs = Annotated[List[str], typer.Argument(help="Image files, folders, glob patterns ('photos/*.jpg'), "
-                                             "or - to read one image from standard input.", show_default=False)]
-Output = Annotated[Optional[str], typer.Option("--output", "-o", help="Output folder; or a file name when there "
-                                               "is one input; - for standard output.", show_default=False)]
+# The inputs are described in each command's help text (INPUTS_HELP): a visible argument would be
+# listed with Typer's type label, "<list[str]>", which tells a user nothing.
+INPUTS_HELP = ("INPUT: image files, folders, glob patterns ('photos/*.jpg', quoted), or - for one image on "
+               "standard input.")
+Inputs = Annotated[List[str], typer.Argument(metavar="INPUT", hidden=True, show_default=False)]
+Output = Annotated[Optional[str], typer.Option("--output", "-o", metavar="PATH", help="Output folder; or a file "
+                                               "name when there is one input; - for standard output.",
+                                               show_default=False)]
 Recursive = Annotated[bool, typer.Option("--recursive", "-r", help="Go into subfolders; the output mirrors the tree.")]
-Suffix = Annotated[str, typer.Option(help="Text added to each output file name before the extension.")]
-Format = Annotated[str, typer.Option("--format", "-f", help="Output format: png, jpg, webp, tiff, bmp, avif, or "
-                                     "same (keep each input's format). Ignored when -o names a file.")]
-Quality = Annotated[Optional[int], typer.Option(min=1, max=100, help="JPEG/WebP quality (default 95; WebP 100 "
-                                                "= lossless), AVIF (default 90).", show_default=False)]
-Device = Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.")]
-BatchSize = Annotated[int, typer.Option(min=0, help="Tiles per forward pass (0: 8 on GPU, 1 on CPU).")]
-Tile = Annotated[str, typer.Option(help="Tile size in pixels for large images: auto, 0 (never tile) or N.")]
-Precision = Annotated[str, typer.Option(help="auto (bf16/fp16 on GPU; bf16 on CPUs with native bf16, else fp32), fp32, fp16 or bf16.")]
-Workers = Annotated[int, typer.Option(min=0, help="Threads that decode and encode files (0: auto).")]
+Include = Annotated[Optional[List[str]], typer.Option(
+    "--include", metavar="GLOB", show_default=False,
+    help="In folders (and glob inputs), take only files that match; repeatable. A pattern with a / is matched "
+         "against the path below the folder given ('raw/**/*.png'), one without against the file name "
+         "('IMG_*.jpg'); * stays within a folder name, ** crosses folders; any case.")]
+Exclude = Annotated[Optional[List[str]], typer.Option(
+    "--exclude", metavar="GLOB", show_default=False,
+    help="In folders (and glob inputs), leave out files that match; repeatable; patterns as for --include.")]
+MaxDepth = Annotated[Optional[int], typer.Option(min=0, metavar="N", show_default=False,
+                                                 help="Go at most N folder levels down (implies -r; 0: only the "
+                                                      "folder itself).")]
+Suffix = Annotated[str, typer.Option(metavar="TEXT", help="Text added to each output file name before the "
+                                     "extension.")]
+Format = Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="Output format: png, jpg, webp, "
+                                     "tiff, bmp, avif, or same (keep each input's format; GIF, HEIC and "
+                                     "standard input give PNG). Ignored when -o names a file.")]
+Quality = Annotated[Optional[int], typer.Option(min=1, max=100, metavar="N", help="JPEG/WebP quality (default "
+                                                "95; WebP 100 = lossless), AVIF (default 90).", show_default=False)]
+Device = Annotated[str, typer.Option(metavar="DEVICE", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N "
+                                     "or mps.")]
+BatchSize = Annotated[int, typer.Option(min=0, metavar="N", help="Tiles per forward pass (0: 8 on GPU, 1 on CPU).")]
+Tile = Annotated[str, typer.Option(metavar="SIZE", help="Tile size in pixels for large images: auto, 0 (never "
+                                   "tile) or N.")]
+Precision = Annotated[str, typer.Option(metavar="PRECISION", help="auto (bf16/fp16 on GPU; bf16 on CPUs with "
+                                        "native bf16, else fp32), fp32, fp16 or bf16.")]
+Workers = Annotated[int, typer.Option(min=0, metavar="N", help="Threads that decode and encode files (0: auto).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite/--skip-existing", help="Replace outputs that exist, or "
                                          "skip them (default: skip, so a re-run finishes only what is missing).")]
-DryRun = Annotated[bool, typer.Option("--dry-run", help="Show what would be written, and do nothing.")]
-Json = Annotated[bool, typer.Option("--json", help="Print one JSON object per file and a summary on stdout.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Print a line per file.")]
-MaxPixels = Annotated[float, typer.Option(help="Refuse images above this many megapixels (guards against "
-                                          "decompression bombs).")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Preflight: check the model, every input's header "
+                                      "and the output folders, show what would be written, write nothing; exits "
+                                      "with the code the real run would.")]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON object per file (as each output "
+                                   "is written) and a summary on stdout.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors (no progress bar, no "
+                                     "summary line).")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Print a line per file on stderr (with --json too).")]
+MaxPixels = Annotated[float, typer.Option(metavar="MP", help="Refuse images above this many megapixels, input or "
+                                          "output (guards against decompression bombs); images that would need more "
+                                          "memory than is available are refused too.")]
 
 
 # ---------------------------------------------------------------- the options of every image command
@@ -39,6 +64,9 @@ MaxPixels = Annotated[float, typer.Option(help="Refuse images above this many me
 class ImageArgs:
     """What every image command takes besides its inputs, output and own options."""
     recursive: bool = False
+    include: Optional[List[str]] = None  # --include GLOB patterns (None: every image)
+    exclude: Optional[List[str]] = None  # --exclude GLOB patterns
+    max_depth: Optional[int] = None  # folder levels to go down; implies recursive
     suffix: str = ""
     fmt: str = "same"
     quality: Optional[int] = None
@@ -55,7 +83,8 @@ class ImageArgs:
     max_pixels: float = 250.0
 
 
-_IMAGE_OPTIONS = {"recursive": Recursive, "suffix": Suffix, "fmt": Format, "quality": Quality, "device": Device,
+_IMAGE_OPTIONS = {"recursive": Recursive, "include": Include, "exclude": Exclude, "max_depth": MaxDepth,
+                  "suffix": Suffix, "fmt": Format, "quality": Quality, "device": Device,
                   "batch_size": BatchSize, "tile": Tile, "precision": Precision, "workers": Workers,
                   "overwrite": Overwrite, "dry_run": DryRun, "as_json": Json, "quiet": Quiet, "verbose": Verbose,
                   "max_pixels": MaxPixels}
@@ -80,7 +109,10 @@ def with_shared_options(fn, shared: dict, bundle, arg: str):
 
 
 def image_command(fn):
-    """`fn(..., args: ImageArgs)` gets the options of every image command."""
+    """`fn(..., args: ImageArgs)` gets the options of every image command, and its help text the
+    description of INPUT."""
     defaults = ImageArgs()
     shared = {name: (annotation, getattr(defaults, name)) for name, annotation in _IMAGE_OPTIONS.items()}
-    return with_shared_options(fn, shared, ImageArgs, "args")
+    command = with_shared_options(fn, shared, ImageArgs, "args")
+    command.__doc__ = f"{inspect.cleandoc(fn.__doc__ or '')}\n\n{INPUTS_HELP}"
+    return command

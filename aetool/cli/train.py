@@ -14,30 +14,39 @@ from .common import handle_errors
 from .options import with_shared_options
 
 # Options every trainer shares, declared once.
-Data = Annotated[List[Path], typer.Option("--data", help="Folder(s) of clean training images (repeat the option).")]
-Out = Annotated[Path, typer.Option("--out", "-o", help="Weights file to write (.safetensors); its card, plot and "
+Data = Annotated[List[Path], typer.Option("--data", metavar="FOLDER",
+                                          help="Folder(s) of clean training images (repeat the option).")]
+Out = Annotated[Path, typer.Option("--out", "-o", metavar="FILE",
+                                   help="Weights file to write (.safetensors); its card, plot and "
                                    "checkpoint are written beside it.")]
-BatchSize = Annotated[int, typer.Option(help="Patches per step.")]
-Steps = Annotated[int, typer.Option(help="Optimiser steps in total.")]
-Lr = Annotated[float, typer.Option(help="Peak learning rate (Adam).")]
-LrMin = Annotated[float, typer.Option(help="Final learning rate of the cosine schedule.")]
-Warmup = Annotated[int, typer.Option(help="Linear warm-up steps.")]
-Val = Annotated[Optional[List[Path]], typer.Option(help="Validation folder; default: hold out the last "
-                                                   "--val-count training files.", show_default=False)]
-ValCount = Annotated[int, typer.Option(help="Files held out for validation when --val is not given.")]
-ValEvery = Annotated[int, typer.Option(help="Validate every N steps.")]
-CheckpointMinutes = Annotated[float, typer.Option(help="Write a checkpoint every N minutes.")]
-Init = Annotated[Optional[str], typer.Option(help="Start from a pretrained model (name or file) to fine-tune.",
+BatchSize = Annotated[int, typer.Option(metavar="N", help="Patches per step.")]
+Steps = Annotated[int, typer.Option(metavar="N", help="Optimiser steps in total.")]
+Lr = Annotated[float, typer.Option(metavar="RATE", help="Peak learning rate (Adam).")]
+LrMin = Annotated[float, typer.Option(metavar="RATE", help="Final learning rate of the cosine schedule.")]
+Warmup = Annotated[int, typer.Option(metavar="STEPS", help="Linear warm-up steps.")]
+Val = Annotated[Optional[List[Path]], typer.Option(metavar="FOLDER",
+                                                   help="Validation folder; default: hold out up to --val-count "
+                                                   "of the training files.", show_default=False)]
+ValCount = Annotated[int, typer.Option(metavar="N",
+                                       help="Without --val: hold out the last N files for validation, but never "
+                                       "more than 1 in 5 of them; with fewer than 5 files (or 0) none is held "
+                                       "out and validation uses the training images (with a warning).")]
+ValEvery = Annotated[int, typer.Option(metavar="N", help="Validate every N steps.")]
+CheckpointMinutes = Annotated[float, typer.Option(metavar="MINUTES", help="Write a checkpoint every N minutes.")]
+Init = Annotated[Optional[str], typer.Option(metavar="NAME|FILE",
+                                             help="Start from a pretrained model (name or file) to fine-tune.",
                                              show_default=False)]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint next to --out.")]
-Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
-Precision = Annotated[str, typer.Option(help="auto (bf16/fp16 on CUDA; bf16 on CPUs with native bf16, else "
+Device = Annotated[str, typer.Option(metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps.")]
+Precision = Annotated[str, typer.Option(metavar="PRECISION",
+                                        help="auto (bf16/fp16 on CUDA; bf16 on CPUs with native bf16, else "
                                         "fp32), fp32, bf16, fp16.")]
-Threads = Annotated[int, typer.Option(help="CPU threads for torch (0: torch's default).")]
-Seed = Annotated[int, typer.Option(help="Random seed.")]
-Name = Annotated[Optional[str], typer.Option(help="Model name for the card (default: the file stem).",
+Threads = Annotated[int, typer.Option(metavar="N", help="CPU threads for torch (0: torch's default).")]
+Seed = Annotated[int, typer.Option(metavar="N", help="Random seed.")]
+Name = Annotated[Optional[str], typer.Option(metavar="NAME", help="Model name for the card (default: the file stem).",
                                              show_default=False)]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output (warnings about the data are "
+                                     "still printed).")]
 
 
 # name: (option, default); a trainer may change a default (train_command(batch_size=8)).
@@ -91,25 +100,34 @@ def run_training(task, values: dict, command: str) -> None:
 train_app = typer.Typer(help="Train or fine-tune a model on your own images.", no_args_is_help=True)
 
 
+# In the epilogs, "\b" keeps click from rewrapping an example: its lines are printed as written.
 @train_app.command("denoise", epilog="""Examples:
 
+\b
+  # from scratch
   aetool train denoise --data ~/photos/clean --out my-denoiser.safetensors
-
-  aetool train denoise --data ~/photos --init denoise-color --steps 2000 --lr 5e-5 --out tuned.safetensors
-
-  aetool train denoise --data ~/photos --out my.safetensors --resume   # continue after a stop
+\b
+  # fine-tune a shipped model
+  aetool train denoise --data ~/photos --init denoise-color --steps 2000 \\
+      --lr 5e-5 --out tuned.safetensors
+\b
+  # continue after a stop
+  aetool train denoise --data ~/photos --out my.safetensors --resume
 """)
 @handle_errors
 @train_command()
 def train_denoise(
     data: Data,
     out: Out,
-    channels: Annotated[int, typer.Option(help="3 for colour, 1 for grey.")] = 3,
-    width: Annotated[str, typer.Option(help="Feature channels per U-Net level, comma-separated.")] = "32,64,128,192",
-    blocks: Annotated[int, typer.Option(help="Residual blocks per level.")] = 2,
-    patch: Annotated[int, typer.Option(help="Training patch size in pixels.")] = 64,
-    sigma_min: Annotated[float, typer.Option(help="Smallest noise sigma (0-255 units).")] = 0.0,
-    sigma_max: Annotated[float, typer.Option(help="Largest noise sigma (0-255 units).")] = 55.0,
+    channels: Annotated[int, typer.Option(metavar="N", help="3 for colour, 1 for grey.")] = 3,
+    width: Annotated[str, typer.Option(metavar="LIST",
+                                       help="Feature channels per U-Net level, comma-separated.")] = "32,64,128,192",
+    blocks: Annotated[int, typer.Option(metavar="N", help="Residual blocks per level.")] = 2,
+    patch: Annotated[int, typer.Option(metavar="PIXELS",
+                                       help="Training patch size in pixels (8 or more); smaller images are "
+                                       "skipped, with a warning.")] = 64,
+    sigma_min: Annotated[float, typer.Option(metavar="SIGMA", help="Smallest noise sigma (0-255 units).")] = 0.0,
+    sigma_max: Annotated[float, typer.Option(metavar="SIGMA", help="Largest noise sigma (0-255 units).")] = 55.0,
     common: dict = None,
 ):
     """Train a denoising autoencoder on clean images with synthetic Gaussian noise."""
@@ -131,25 +149,32 @@ def train_denoise(
 
 @train_app.command("upscale", epilog="""Examples:
 
-  aetool train upscale --scale 2 --data ~/photos/sharp --out my-x2.safetensors
-
-  aetool train upscale --scale 4 --degradation photo --data ~/photos --out photo-x4.safetensors
-
-  aetool train upscale --scale 4 --data ~/photos --init upscale-x4 --steps 2000 --lr 5e-5 --out tuned.safetensors
+\b
+  # a clean x2 model
+  aetool train upscale --scale 2 --data ~/sharp --out my-x2.safetensors
+\b
+  # x4 for real photos (blur, noise and JPEG in the training inputs)
+  aetool train upscale --scale 4 --degradation photo --data ~/photos \\
+      --out photo-x4.safetensors
+\b
+  # fine-tune a shipped model
+  aetool train upscale --scale 4 --data ~/photos --init upscale-x4 \\
+      --steps 2000 --lr 5e-5 --out tuned.safetensors
 """)
 @handle_errors
 @train_command(lr=5e-4)
 def train_upscale(
     data: Data,
     out: Out,
-    scale: Annotated[int, typer.Option("--scale", "-s", help="Enlargement: 2, 3 or 4.")] = 4,
-    degradation: Annotated[str, typer.Option(help="How low-resolution inputs are made: bicubic (clean "
+    scale: Annotated[int, typer.Option("--scale", "-s", metavar="N", help="Enlargement: 2, 3 or 4.")] = 4,
+    degradation: Annotated[str, typer.Option(metavar="KIND", help="How low-resolution inputs are made: bicubic (clean "
                                              "MATLAB-style downscale) or photo (random blur, downscale, noise "
                                              "and JPEG, for real photos).")] = "bicubic",
-    width: Annotated[int, typer.Option(help="Feature channels.")] = 64,
-    blocks: Annotated[int, typer.Option(help="Residual blocks.")] = 8,
-    patch: Annotated[int, typer.Option(help="Low-resolution patch size in pixels (the target is scale times "
-                                       "larger).")] = 48,
+    width: Annotated[int, typer.Option(metavar="N", help="Feature channels.")] = 64,
+    blocks: Annotated[int, typer.Option(metavar="N", help="Residual blocks.")] = 8,
+    patch: Annotated[int, typer.Option(metavar="PIXELS",
+                                       help="Low-resolution patch size in pixels, 8 or more (the target is scale "
+                                       "times larger; smaller images are skipped, with a warning).")] = 48,
     common: dict = None,
 ):
     """Train a super-resolution autoencoder on sharp images (they are downscaled for you)."""
@@ -164,22 +189,31 @@ def train_upscale(
 
 @train_app.command("inpaint", epilog="""Examples:
 
+\b
+  # from scratch
   aetool train inpaint --data ~/photos --out my-inpaint.safetensors
-
-  aetool train inpaint --data ~/scans --masks thin --init inpaint-color --steps 2000 --lr 5e-5 --out scratches.safetensors
+\b
+  # fine-tune a shipped model for thin scratches
+  aetool train inpaint --data ~/scans --masks thin --init inpaint-color \\
+      --steps 2000 --lr 5e-5 --out scratches.safetensors
 """)
 @handle_errors
 @train_command(batch_size=8)
 def train_inpaint(
     data: Data,
     out: Out,
-    width: Annotated[str, typer.Option(help="Feature channels per U-Net level, comma-separated.")] = "32,64,96,128",
-    dilations: Annotated[str, typer.Option(help="Dilation of each residual block at the bottom level, "
+    width: Annotated[str, typer.Option(metavar="LIST",
+                                       help="Feature channels per U-Net level, comma-separated.")] = "32,64,96,128",
+    dilations: Annotated[str, typer.Option(metavar="LIST", help="Dilation of each residual block at the bottom level, "
                                            "comma-separated.")] = "1,2,4,8,1",
-    masks: Annotated[str, typer.Option(help="Hole kinds to train on: thin, thick, box (comma-separated).")]
+    masks: Annotated[str, typer.Option(metavar="KINDS",
+                                       help="Hole kinds to train on: thin, thick, box (comma-separated).")]
     = "thin,thick,box",
-    max_hole: Annotated[float, typer.Option(help="Largest fraction of a patch that a mask may cover.")] = 0.5,
-    patch: Annotated[int, typer.Option(help="Training patch size in pixels.")] = 128,
+    max_hole: Annotated[float, typer.Option(metavar="FRACTION",
+                                            help="Largest fraction of a patch that a mask may cover.")] = 0.5,
+    patch: Annotated[int, typer.Option(metavar="PIXELS",
+                                       help="Training patch size in pixels (8 or more); smaller images are "
+                                       "skipped, with a warning.")] = 128,
     common: dict = None,
 ):
     """Train an inpainting autoencoder on clean images with random hole masks."""

@@ -1,6 +1,8 @@
-"""Training images held in memory and random patch sampling with flips and rotations."""
+"""Training data: the files (and the validation hold-out), the images held in memory, and
+random patch sampling with flips and rotations."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -8,8 +10,14 @@ import numpy as np
 from ..discovery import IMAGE_EXTENSIONS
 from ..errors import UsageError
 
+# Without --val, at most one file in this many is held out for validation (20 %), so the
+# training set always keeps the large majority; fewer files than this hold none out.
+HOLD_OUT_ONE_IN = 5
+# Fewer training images than this get a warning: a useful model needs many varied photos.
+FEW_IMAGES = 20
 
-def list_images(dirs: list[Path]) -> list[Path]:
+
+def list_images(dirs: list[Path], role: str = "training data") -> list[Path]:
     files: list[Path] = []
     for d in dirs:
         d = Path(d).expanduser()
@@ -17,37 +25,109 @@ def list_images(dirs: list[Path]) -> list[Path]:
             files.append(d)
             continue
         if not d.is_dir():
-            raise UsageError(f"training data folder {d} does not exist")
+            raise UsageError(f"{role} folder {d} does not exist")
         files.extend(sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
                             and not p.name.startswith(".")))
     if not files:
-        raise UsageError(f"no images found in {', '.join(map(str, dirs))}")
+        kinds = ", ".join(sorted(IMAGE_EXTENSIONS))
+        raise UsageError(f"no images found in {', '.join(map(str, dirs))} (looked for {kinds} files, "
+                         "subfolders included)")
     return files
 
 
-def split_files(data: list[Path], val: list[Path] | None, val_count: int) -> tuple[list[Path], list[Path]]:
-    """Training and validation files: --val folders if given, else the last `val_count` training
-    files (sorted by path) held out, the declared validation split."""
+@dataclass
+class Split:
+    """Training and validation files, whether validation is held out from training, and the
+    warnings for the user about the data (printed by the training loop)."""
+
+    train: list[Path]
+    val: list[Path]
+    held_out: bool
+    warnings: list[str] = field(default_factory=list)
+
+
+def split_files(data: list[Path], val: list[Path] | None, val_count: int) -> Split:
+    """--val folders if given; else the last files (sorted by path) are held out: `val_count` at
+    most, and never more than one file in HOLD_OUT_ONE_IN. When none can be held out (fewer
+    files than that, or --val-count 0), validation runs on the training files, and says so."""
+    if val_count < 0:
+        raise UsageError(f"--val-count must be 0 or more, got {val_count}")
     files = list_images(data)
     if val:
-        return files, list_images(val)
-    return files[:-val_count], files[-val_count:]
+        return Split(files, list_images(val, "validation"), held_out=True)
+    n = len(files)
+    count = min(val_count, n // HOLD_OUT_ONE_IN)
+    if count == 0:
+        if val_count == 0:
+            why = "--val-count 0"
+        else:
+            why = f"{n} file{'s are' if n > 1 else ' is'} too few to hold any out: at most 1 in {HOLD_OUT_ONE_IN} is"
+        return Split(files, files, held_out=False,
+                     warnings=[f"validating on the training images ({why}); that shows fit, not how the model "
+                               "does on new images: give --val FOLDER with other images for that"])
+    split = Split(files[:-count], files[-count:], held_out=True)
+    if count < val_count:
+        split.warnings.append(f"holding out {count} of {n} files for validation, not --val-count {val_count}: "
+                              f"at most 1 in {HOLD_OUT_ONE_IN} is held out, so that most are trained on")
+    return split
 
 
-def load_images(files: list[Path], channels: int, min_size: int) -> list[np.ndarray]:
-    """uint8 arrays (H, W, C); images smaller than `min_size` are skipped."""
+def read_image(path: Path, channels: int) -> np.ndarray:
+    """uint8 array (H, W, C) of one image file, upright (EXIF orientation applied)."""
     from PIL import Image, ImageOps
 
-    out = []
-    for f in files:
-        with Image.open(f) as im:
+    try:
+        with Image.open(path) as im:
             im = ImageOps.exif_transpose(im).convert("L" if channels == 1 else "RGB")
             a = np.asarray(im)
-        if a.ndim == 2:
-            a = a[:, :, None]
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}; remove it from the folder or replace it") from None
+    return a[:, :, None] if a.ndim == 2 else np.ascontiguousarray(a)
+
+
+def _sizes(small: list[tuple[Path, int, int]], limit: int = 5) -> str:
+    listed = ", ".join(f"{p.name} {w}x{h}" for p, w, h in small[:limit])
+    return listed + (f" and {len(small) - limit} more" if len(small) > limit else "")
+
+
+def load_images(files: list[Path], channels: int, min_size: int) -> tuple[list[np.ndarray], list[tuple]]:
+    """uint8 arrays (H, W, C) of the images at least `min_size` on both sides, and (path, width,
+    height) of those that are smaller. An unreadable file is a UsageError."""
+    usable, small = [], []
+    for f in files:
+        a = read_image(f, channels)
         if min(a.shape[:2]) >= min_size:
-            out.append(np.ascontiguousarray(a))
-    return out
+            usable.append(a)
+        else:
+            small.append((f, a.shape[1], a.shape[0]))
+    return usable, small
+
+
+def load_split(split: Split, channels: int, min_size: int, why: str, val_min_size: int
+               ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The training images (at least `min_size` on both sides, for the reason `why`, e.g.
+    "--patch 64") and the validation images (at least `val_min_size`). Skipped images and a
+    small data set are added to split.warnings; nothing usable is a UsageError with the sizes."""
+    train, small = load_images(split.train, channels, min_size)
+    if not train:
+        raise UsageError(f"no training image is at least {min_size}x{min_size} pixels ({why}): {_sizes(small)}; "
+                         "use larger images or a smaller --patch")
+    if small:
+        split.warnings.append(f"{len(small)} of {len(split.train)} training images are smaller than "
+                              f"{min_size}x{min_size} ({why}) and are not used: {_sizes(small)}")
+    if len(train) < FEW_IMAGES:
+        mp = sum(a.shape[0] * a.shape[1] for a in train) / 1e6
+        split.warnings.append(f"only {len(train)} training image{'s' if len(train) > 1 else ''} ({mp:.1f} MP): "
+                              "fine for a trial run, but a useful model needs more, tens to hundreds of varied photos")
+    val, small = load_images(split.val, channels, val_min_size)
+    if not val:
+        raise UsageError(f"no {'validation' if split.held_out else 'training'} image is at least "
+                         f"{val_min_size}x{val_min_size} pixels, the smallest that validation uses: {_sizes(small)}; "
+                         "give --val FOLDER with larger images")
+    if small and split.held_out:
+        split.warnings.append(f"{len(small)} of {len(split.val)} validation images are smaller than "
+                              f"{val_min_size}x{val_min_size} and are not used: {_sizes(small)}")
+    return train, val
 
 
 class PatchSampler:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..noise import add_gaussian_noise
-from .data import PatchSampler, center_crops, load_images, split_files
+from .data import PatchSampler, center_crops, load_split, split_files
 
 
 class DenoiseTask:
@@ -37,24 +37,22 @@ class DenoiseTask:
         from ..errors import UsageError
 
         if getattr(model, "arch_name", None) != "unet_denoiser":
-            raise UsageError("--init model is not a denoiser")
+            raise UsageError(f"--init model '{model.card.name}' is for the {model.card.task} task, not a denoiser; "
+                             "give one from `aetool models` or a file from `aetool train denoise`")
         if model.config.get("in_channels") != self.channels:
-            raise UsageError(f"--init model has {model.config.get('in_channels')} channels, "
-                             f"but --channels is {self.channels}")
+            raise UsageError(f"--init model '{model.card.name}' has {model.config.get('in_channels')} channels, "
+                             f"but --channels is {self.channels}; give --channels {model.config.get('in_channels')}")
         return model
 
     def prepare(self, device: str) -> None:
         import torch
 
-        files, val_files = split_files(self.data, self.val, self.val_count)
-        self.train_files, self.val_files = files, val_files
-        images = load_images(files, self.channels, self.patch)
-        if not images:
-            from ..errors import UsageError
-
-            raise UsageError(f"no training image is at least {self.patch}x{self.patch} pixels")
+        self.split = split_files(self.data, self.val, self.val_count)
+        self.warnings = self.split.warnings
+        images, val_images = load_split(self.split, self.channels, self.patch, f"--patch {self.patch}", 32)
+        self.train_count = len(images)
         self.sampler = PatchSampler(images, self.patch)
-        crops = center_crops(load_images(val_files, self.channels, 32), 128)
+        crops = center_crops(val_images, 128)
         self.val_clean, self.val_noisy = [], []
         for i, c in enumerate(crops):
             for s in self.val_sigmas:
@@ -94,10 +92,11 @@ class DenoiseTask:
                 f"images, Gaussian noise sigma {self.sigma_min:g}-{self.sigma_max:g}; blind or told sigma.")
 
     def data_description(self) -> dict:
-        return {"folders": [str(d) for d in self.data], "train_images": len(self.train_files),
+        return {"folders": [str(d) for d in self.data], "train_images": self.train_count,
                 "sigma_range": [self.sigma_min, self.sigma_max],
-                "noise": "clip(round(x + N(0, sigma^2)), 0, 255), as in BENCHMARKS.md"}
+                "noise": "clip(round(x + N(0, sigma^2)), 0, 255), as in docs/protocol.md"}
 
     def validation_description(self) -> dict:
-        return {"files": [f.name for f in self.val_files], "crop": 128, "sigmas": list(self.val_sigmas),
+        return {"files": [f.name for f in self.split.val], "held_out": self.split.held_out, "crop": 128,
+                "sigmas": list(self.val_sigmas),
                 "metric": "mean RGB PSNR, told the true sigma"}

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..maskgen import KINDS, training_mask
-from .data import PatchSampler, center_crops, load_images, split_files
+from .data import PatchSampler, center_crops, load_split, split_files
 
 HOLE_WEIGHT = 6.0
 GRADIENT_WEIGHT = 1.0
@@ -57,19 +57,19 @@ class InpaintTask:
     def adopt_init(self, model):
         """The --init model, checked to fit this task."""
         if getattr(model, "arch_name", None) != "gated_unet_inpaint":
-            raise UsageError("--init model is not an inpainting model")
+            raise UsageError(f"--init model '{model.card.name}' is for the {model.card.task} task, not an inpainting "
+                             "model; give one from `aetool models` or a file from `aetool train inpaint`")
         return model
 
     def prepare(self, device: str) -> None:
         import torch
 
-        files, val_files = split_files(self.data, self.val, self.val_count)
-        self.train_files, self.val_files = files, val_files
-        images = load_images(files, 3, self.patch)
-        if not images:
-            raise UsageError(f"no training image is at least {self.patch}x{self.patch} pixels")
+        self.split = split_files(self.data, self.val, self.val_count)
+        self.warnings = self.split.warnings
+        images, val_images = load_split(self.split, 3, self.patch, f"--patch {self.patch}", 64)
+        self.train_count = len(images)
         self.sampler = PatchSampler(images, self.patch)
-        crops = center_crops(load_images(val_files, 3, 64), VAL_CROP)
+        crops = center_crops(val_images, VAL_CROP)
         self.val_items = []
         for i, c in enumerate(crops):
             rng = np.random.default_rng(30_000 + i)
@@ -111,10 +111,11 @@ class InpaintTask:
                 "blocks) for colour images; fills thin and thick strokes and boxes.")
 
     def data_description(self) -> dict:
-        return {"folders": [str(d) for d in self.data], "train_images": len(self.train_files),
+        return {"folders": [str(d) for d in self.data], "train_images": self.train_count,
                 "masks": list(self.kinds), "max_hole": self.max_hole,
                 "loss": f"{HOLE_WEIGHT:g} x L1(holes) + L1(known) + {GRADIENT_WEIGHT:g} x L1(gradients of the composite)"}
 
     def validation_description(self) -> dict:
-        return {"files": [f.name for f in self.val_files], "crop": VAL_CROP, "masks": list(self.kinds),
+        return {"files": [f.name for f in self.split.val], "held_out": self.split.held_out, "crop": VAL_CROP,
+                "masks": list(self.kinds),
                 "metric": "mean hole-only PSNR (RGB), one fixed mask of each kind per crop"}

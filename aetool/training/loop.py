@@ -44,6 +44,10 @@ class TrainConfig:
     quiet: bool = False
 
 
+# Steps averaged into one point of the loss history (shorter runs use fewer, see loss_interval).
+LOSS_INTERVAL = 20
+
+
 @dataclass
 class History:
     step: list = field(default_factory=list)
@@ -138,15 +142,13 @@ def plot_history(history: History, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax1 = plt.subplots(figsize=(8, 4.5), dpi=100)
-    if history.step:
-        steps = np.array(history.step)
-        loss = np.array(history.loss)
-        k = max(1, len(loss) // 200)
-        smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
-        ax1.plot(steps[k - 1:], smooth, color="tab:blue", lw=1)
+    steps, loss = loss_curve(history)
+    # Markers when the points are few: a lone point (a run of a few steps) has no line to show.
+    ax1.plot(steps, loss, "o-" if len(loss) <= 50 else "-", color="tab:blue", lw=1, ms=3)
     ax1.set_xlabel("step")
     ax1.set_ylabel("training loss (L1)", color="tab:blue")
-    ax1.set_yscale("log")
+    if len(loss) and loss.min() > 0 and loss.max() >= 10 * loss.min():
+        ax1.set_yscale("log")  # only over a decade or more: a narrow range reads better, and labels plainly, linear
     ax2 = ax1.twinx()
     ax2.plot(history.val_step, history.val_psnr, "o-", color="tab:red", ms=3)
     ax2.set_ylabel("validation PSNR (dB)", color="tab:red")
@@ -156,20 +158,55 @@ def plot_history(history: History, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+# Smallest --patch: below it a patch holds too little to learn from (and some losses are undefined).
+MIN_PATCH = 8
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Options that cannot work are usage errors before anything is loaded or written."""
+    if Path(cfg.out).suffix != ".safetensors":
+        raise UsageError(f"--out must end in .safetensors, got {Path(cfg.out).name}")
+    for flag, value, least in (("--steps", cfg.steps, 1), ("--batch-size", cfg.batch_size, 1),
+                               ("--val-every", cfg.val_every, 1), ("--patch", cfg.patch, MIN_PATCH),
+                               ("--warmup", cfg.warmup, 0), ("--threads", cfg.threads, 0)):
+        if value < least:
+            raise UsageError(f"{flag} must be at least {least}, got {value}")
+    if not cfg.lr > 0:
+        raise UsageError(f"--lr must be positive, got {cfg.lr:g}")
+    if cfg.lr_min < 0:
+        raise UsageError(f"--lr-min must be 0 or more, got {cfg.lr_min:g}")
+
+
+def loss_interval(steps: int) -> int:
+    """Steps averaged into one point of the loss history: 20, fewer for short runs so that
+    their curve still has about 50 points (every step for a run of up to 100 steps)."""
+    return max(1, min(LOSS_INTERVAL, steps // 50))
+
+
+def loss_curve(history: History) -> tuple[np.ndarray, np.ndarray]:
+    """The (step, loss) points the plot draws: every recorded point; from 400 points on (a
+    20000-step run records 1000) a moving average over len/200 of them."""
+    steps, loss = np.asarray(history.step, float), np.asarray(history.loss, float)
+    k = len(loss) // 200
+    if k > 1:
+        loss = np.convolve(loss, np.ones(k) / k, mode="valid")
+        steps = steps[k - 1:]
+    return steps, loss
+
+
 def train(cfg: TrainConfig, task) -> dict:
     """Run the loop for `task` (see training/denoise.py for the interface). Returns a summary."""
     import torch
 
     from ..registry import find_card, load_model
 
+    check_config(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     amp_dtype = autocast_dtype(cfg.precision, device)
     out = Path(cfg.out).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix != ".safetensors":
-        raise UsageError(f"--out must end in .safetensors, got {out.name}")
 
     torch.manual_seed(cfg.seed)  # the initial weights
     if cfg.init:
@@ -188,6 +225,8 @@ def train(cfg: TrainConfig, task) -> dict:
     if cfg.resume:
         step, history = _load_checkpoint(out, model, opt, rng, gen)
     task.prepare(device)
+    for warning in getattr(task, "warnings", ()):  # about the data: printed even with --quiet
+        print(f"aetool: warning: {warning}", file=sys.stderr, flush=True)
 
     started = time.time() - history.seconds
     last_ckpt = time.time()
@@ -222,13 +261,16 @@ def train(cfg: TrainConfig, task) -> dict:
     import signal
     import threading
 
+    from ..errors import Terminated
+
     def _terminate(signum, frame):
-        raise KeyboardInterrupt
+        raise Terminated()  # exit 143, as the image commands
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
 
     window: list[float] = []
+    every = loss_interval(cfg.steps)
     t_window = time.time()
     steps_window = 0
     try:
@@ -248,7 +290,7 @@ def train(cfg: TrainConfig, task) -> dict:
             if not math.isfinite(lv):
                 raise RuntimeError(f"training diverged at step {step} (loss {lv}); lower --lr and --resume")
             window.append(lv)
-            if step % 20 == 0 or step == cfg.steps:
+            if step % every == 0 or step == cfg.steps:
                 history.step.append(step)
                 history.loss.append(float(np.mean(window)))
                 window.clear()

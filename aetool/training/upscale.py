@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
-from .data import center_crops, load_images, split_files
+from .data import center_crops, load_split, split_files
 
 DEGRADATIONS = ("bicubic", "photo")
 VAL_CROP = 192  # a multiple of 2, 3 and 4
@@ -102,9 +102,11 @@ class UpscaleTask:
         from ..models.subpixel_sr import SubpixelSR
 
         if getattr(model, "arch_name", None) != "subpixel_sr":
-            raise UsageError("--init model is not an upscaler")
+            raise UsageError(f"--init model '{model.card.name}' is for the {model.card.task} task, not an upscaler; "
+                             "give one from `aetool models` or a file from `aetool train upscale`")
         if model.config.get("in_channels") != 3:
-            raise UsageError("--init model is not a colour upscaler")
+            raise UsageError(f"--init model '{model.card.name}' has {model.config.get('in_channels')} channels; "
+                             "upscalers are trained on colour (3 channels)")
         if model.config["scale"] == self.scale:
             return model
         config = dict(model.config, scale=self.scale)
@@ -126,13 +128,11 @@ class UpscaleTask:
     def prepare(self, device: str) -> None:
         import torch
 
-        files, val_files = split_files(self.data, self.val, self.val_count)
-        self.train_files, self.val_files = files, val_files
+        self.split = split_files(self.data, self.val, self.val_count)
+        self.warnings = self.split.warnings
         hr_size = self.patch * self.scale
-        self.hr = [crop_to_multiple(a, self.scale) for a in load_images(files, 3, hr_size)]
-        if not self.hr:
-            raise UsageError(f"no training image is at least {hr_size}x{hr_size} pixels "
-                             f"(--patch {self.patch} x --scale {self.scale})")
+        images, val_images = load_split(self.split, 3, hr_size, f"--patch {self.patch} x --scale {self.scale}", 48)
+        self.hr = [crop_to_multiple(a, self.scale) for a in images]
         # Bicubic pairs are made once per image and per orientation: the downscale commutes exactly
         # with flips but not with a transpose (MATLAB rounds between its two passes), so the
         # transposed image gets its own downscale. Transpose x flips = the 8 flips/rotations.
@@ -143,7 +143,7 @@ class UpscaleTask:
             self.lr = self.lr_t = None
         areas = np.array([(a.shape[0] - hr_size + 1) * (a.shape[1] - hr_size + 1) for a in self.hr], float)
         self.weights = areas / areas.sum()
-        crops = [crop_to_multiple(c, 12) for c in center_crops(load_images(val_files, 3, 48), VAL_CROP)]
+        crops = [crop_to_multiple(c, 12) for c in center_crops(val_images, VAL_CROP)]
         self.val_pairs = [(self._low_res(c, np.random.default_rng(20_000 + i)), c) for i, c in enumerate(crops)]
         self._torch = torch
 
@@ -192,5 +192,6 @@ class UpscaleTask:
                 "degradation": self.degradation, "lr_patch": self.patch, "hr_patch": self.patch * self.scale}
 
     def validation_description(self) -> dict:
-        return {"files": [f.name for f in self.val_files], "crop": VAL_CROP, "degradation": self.degradation,
+        return {"files": [f.name for f in self.split.val], "held_out": self.split.held_out, "crop": VAL_CROP,
+                "degradation": self.degradation,
                 "metric": f"mean Y-channel PSNR (BT.601), {self.scale}-pixel border cropped"}
