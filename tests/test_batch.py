@@ -358,3 +358,41 @@ def test_json_lines_on_a_narrow_terminal_are_never_wrapped(tmp_path, tiny_model)
     lines = [line for line in text.split("\n") if line.startswith("{")]
     assert proc.returncode == 0, text
     assert len(lines) == 3 and all(json.loads(line) for line in lines), text
+
+
+# ------------------------------------------------------------------ probes that passed before, kept passing
+
+
+def test_read_only_file_system_stops_the_batch(tmp_path, tiny_model, monkeypatch):
+    import errno
+
+    def read_only(path, data, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr("aetool.atomic.write_atomic", read_only)
+    r = run("denoise", image_folder(tmp_path / "in", 6), "-o", tmp_path / "out", "--model", tiny_model,
+            "--sigma", "5", "--json")
+    summary = json_lines(r.stdout)[-1]["summary"]
+    assert r.exit_code == 1 and "Read-only" in summary["stopped"] and summary["not_started"] >= 3
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes to read-only folders")
+def test_read_only_output_folder_fails_every_file_before_processing(tmp_path, tiny_model):
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        r = run("denoise", image_folder(tmp_path / "in", 3), "-o", out, "--model", tiny_model, "--sigma", "5",
+                "--json")
+    finally:
+        out.chmod(0o755)
+    assert r.exit_code == 1
+    assert all("cannot write to folder" in x["error"] for x in json_lines(r.stdout)[:-1])
+
+
+def test_symlink_loop_in_a_folder_tree_is_not_followed(tmp_path, tiny_model):
+    folder = image_folder(tmp_path / "in", 2)
+    (folder / "loop").symlink_to(folder, target_is_directory=True)
+    r = run("denoise", folder, "-r", "-o", tmp_path / "out", "--model", tiny_model, "--sigma", "5", "--json")
+    assert r.exit_code == 0, r.output
+    assert json_lines(r.stdout)[-1]["summary"]["ok"] == 2
