@@ -248,3 +248,11 @@ def test_globs_take_image_files_only(photo_dir, tmp_path, tiny_model):
     (photo_dir / "notes.txt").write_text("x")
     r = run("denoise", str(photo_dir / "*"), "-o", tmp_path / "o", "--model", tiny_model, "--sigma", "5", "-q")
     assert r.exit_code == 0, r.output
+
+
+def test_file_output_for_a_folder_input_says_input_in_the_singular(tmp_path, tiny_model):
+    d = tmp_path / "in"
+    d.mkdir()
+    Image.fromarray(structured_image()).save(d / "a.png")
+    r = run("denoise", d, "-o", tmp_path / "x.png", "--model", tiny_model)
+    assert r.exit_code == 2 and "there is 1 input;" in r.output and "1 inputs" not in r.output
