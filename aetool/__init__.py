@@ -15,15 +15,15 @@ __all__ = ["denoise", "upscale", "inpaint", "estimate_noise", "load_model", "__v
 
 def __getattr__(name):
     if name == "denoise":
-        from .api import denoise
+        from .tasks.denoise import denoise
 
         return denoise
     if name == "inpaint":
-        from .api import inpaint
+        from .tasks.inpaint import inpaint
 
         return inpaint
     if name == "upscale":
-        from .api import upscale
+        from .tasks.upscale import upscale
 
         return upscale
     if name == "estimate_noise":

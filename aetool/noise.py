@@ -58,7 +58,7 @@ this project's images (tuned on training photos only):
 
 Limits: small images hold too few patches to separate noise from structure; below
 `min_pixels_for_estimate` (1024 pixels for colour, e.g. 32x32; 3072 for grey, e.g. 56x56)
-the estimate is unreliable, and the blind denoiser does not use it (aetool.api.Denoiser).
+the estimate is unreliable, and the blind denoiser does not use it (aetool.tasks.denoise.Denoiser).
 Measured on crops of a test scene and on dense structured pictures (tests/conftest.py) at
 sigma 5-50, 30 of each per size: from those sizes up, 9 in 10 estimates are within 15 %
 (the scene crops within 5 %); below them the worst tenth of the dense pictures errs by 30 %

@@ -51,7 +51,19 @@ def test_strength_blends_and_bad_input(den):
 
 
 def test_blind_by_default_uses_the_estimate(tiny_model):
-    from aetool.api import Denoiser
+    from aetool.tasks.denoise import Denoiser
 
     out, info = Denoiser(str(tiny_model))(structured_image().astype(np.float32) / 255)
     assert "sigma_estimated" in info and out.shape == (96, 128, 3)
+
+
+def test_old_api_module_names_the_task_modules_objects():
+    """aetool.api is a facade over aetool/tasks/: the very same classes and functions, so that
+    old imports and monkeypatches of aetool.api.Denoiser.__call__ keep working."""
+    from aetool import api
+    from aetool.tasks import denoise, inpaint, upscale
+
+    assert api.Denoiser is denoise.Denoiser and api.denoise is denoise.denoise is aetool.denoise
+    assert api.Upscaler is upscale.Upscaler and api.upscale is upscale.upscale is aetool.upscale
+    assert api.Inpainter is inpaint.Inpainter and api.inpaint is inpaint.inpaint is aetool.inpaint
+    assert api.hole_boxes is inpaint.hole_boxes

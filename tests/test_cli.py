@@ -201,7 +201,7 @@ def test_unwritable_output_folder_fails_fast_without_processing(photo_dir, tmp_p
     def must_not_run(*args, **kwargs):
         raise AssertionError("an image was processed although its output folder is unwritable")
 
-    monkeypatch.setattr("aetool.api.Denoiser.__call__", must_not_run)
+    monkeypatch.setattr("aetool.tasks.denoise.Denoiser.__call__", must_not_run)
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where the output folder should be")
     r = run("denoise", photo_dir, "-o", blocker / "out", "--model", tiny_model, "--sigma", "5", "--json")

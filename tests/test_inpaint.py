@@ -128,8 +128,8 @@ def test_usage_errors(photos, tmp_path, tiny_inpainter):
 
 
 def test_crops_around_holes_match_the_whole_image(monkeypatch, tiny_inpainter):
-    from aetool import api
-    from aetool.api import Inpainter
+    from aetool.tasks import inpaint as inpaint_task
+    from aetool.tasks.inpaint import Inpainter
     from aetool.engine import EngineOptions
 
     img = structured_image(320, 400, seed=6).astype(np.float32) / 255
@@ -139,14 +139,14 @@ def test_crops_around_holes_match_the_whole_image(monkeypatch, tiny_inpainter):
     inp = Inpainter(str(tiny_inpainter), EngineOptions(device="cpu", precision="fp32"))
     cropped, info = inp(img, mask)
     assert info["regions"] == 2
-    monkeypatch.setattr(api, "hole_boxes", lambda m, margin, cell: [((0, 320, 0, 400), np.ones((320, 400), bool))])
+    monkeypatch.setattr(inpaint_task, "hole_boxes", lambda m, margin, cell: [((0, 320, 0, 400), np.ones((320, 400), bool))])
     whole, _ = inp(img, mask)
     assert np.abs(cropped - whole).max() <= 1 / 255
     np.testing.assert_array_equal(cropped[~mask], img[~mask])
 
 
 def test_a_hole_beyond_the_models_reach_is_filled_coarse_to_fine(tiny_inpainter):
-    from aetool.api import Inpainter
+    from aetool.tasks.inpaint import Inpainter
     from aetool.engine import EngineOptions
 
     inp = Inpainter(str(tiny_inpainter), EngineOptions(device="cpu"))

@@ -6,10 +6,10 @@ import shutil
 import numpy as np
 import pytest
 
-from aetool.api import Denoiser
 from aetool.engine import EngineOptions
 from aetool.noise import add_gaussian_noise
 from aetool.registry import default_model, find_card, load_model, pretrained_cards
+from aetool.tasks.denoise import Denoiser
 from conftest import structured_image
 
 # Stated margins: PSNR gain of the shipped models at sigma 25 on the generated test picture.
@@ -118,7 +118,7 @@ def sharp_image(h: int = 144, w: int = 192, seed: int = 0) -> np.ndarray:
 def test_shipped_upscaler_beats_bicubic(scale):
     from PIL import Image
 
-    from aetool.api import Upscaler
+    from aetool.tasks.upscale import Upscaler
     from aetool.resize import downscale_uint8
 
     hr = sharp_image(seed=scale)
@@ -145,7 +145,7 @@ def diffusion_fill(img: np.ndarray, mask: np.ndarray, iterations: int = 2000) ->
 def inpaint_case():
     """A generated picture with texture, a box over an edge and six strokes across the rest; the
     shipped inpainter's fill and the hole PSNR function."""
-    from aetool.api import Inpainter
+    from aetool.tasks.inpaint import Inpainter
 
     clean = structured_image(160, 192, seed=14)
     mask = np.zeros(clean.shape[:2], bool)

@@ -236,7 +236,7 @@ def test_estimate_is_reliable_from_the_threshold_size(channels, side):
 def test_blind_denoiser_leaves_too_small_images_unchanged(tiny_model):
     """A 3x5 image once read as sigma 29 and changed by up to 48 levels; now it is left as it is,
     with the reason in the record, and denoised only when told the sigma."""
-    from aetool.api import Denoiser
+    from aetool.tasks.denoise import Denoiser
 
     den = Denoiser(str(tiny_model))
     tiny = add_gaussian_noise(np.full((3, 5, 3), 120, np.uint8), 10, np.random.default_rng(0))

@@ -69,7 +69,7 @@ def test_alpha_hard_edge_has_no_fringe(make_upscaler):
     # Every visible pixel keeps the square's colour: no dark band along the edge.
     assert np.abs(out[visible][:, :3].astype(int) - [220, 30, 30]).max() <= 8
     # Without the fill, the same bicubic model would darken the edge: the check has teeth.
-    from aetool.api import Upscaler
+    from aetool.tasks.upscale import Upscaler
 
     up = Upscaler(str(make_upscaler(2, bicubic=True)))
     naive = up.enlarge(rgba[..., :3].astype(np.float32) / 255, 2)
@@ -114,7 +114,7 @@ def test_exif_and_icc_are_carried_over(tmp_path, make_upscaler):
 
 
 def test_tiled_equals_untiled(make_upscaler):
-    from aetool.api import Upscaler
+    from aetool.tasks.upscale import Upscaler
     from aetool.engine import EngineOptions
 
     model = str(make_upscaler(2, width=16, blocks=8))  # the shipped depth: receptive radius 19

@@ -61,7 +61,7 @@ def denoise_command(
         find_card(model)  # a wrong name is a usage error before any file is touched
 
     def make_processor():
-        from ..api import Denoiser
+        from ..tasks.denoise import Denoiser
 
         den = Denoiser(model, opts)
         return lambda pic, item: den.picture(pic, sigma, strength)

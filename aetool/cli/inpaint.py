@@ -77,8 +77,8 @@ def inpaint_command(
                          "see `aetool models` for the inpainting models")
 
     def make_processor():
-        from ..api import Inpainter
         from ..masks import MaskSource
+        from ..tasks.inpaint import Inpainter
 
         source = MaskSource(masks)
         inp = Inpainter(model, opts)

@@ -86,7 +86,7 @@ def upscale_command(
             default_model("upscale", 3)
 
     def make_processor():
-        from ..api import Upscaler
+        from ..tasks.upscale import Upscaler
 
         up = Upscaler(model, opts)
         return lambda pic, item: up.picture(pic, scale, outscale, width, height)

@@ -1,0 +1,67 @@
+"""What every task's Python API shares: an image given as a PIL image, a numpy array or a torch
+tensor becomes (H, W, C) float32 colour in [0, 1] plus alpha, a task's transform runs on that, and
+the result is converted back to the kind, shape, dtype and mode the image came in."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ..errors import UsageError
+
+
+Transform = Callable[[np.ndarray, "np.ndarray | None"], "tuple[np.ndarray, np.ndarray | None]"]
+
+
+def _apply(image, run: Transform, name: str):
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover
+        Image = None
+    if Image is not None and isinstance(image, Image.Image):
+        return _apply_pil(image, run)
+    if isinstance(image, np.ndarray):
+        return _apply_array(image, run)
+    import torch
+
+    if isinstance(image, torch.Tensor):
+        t = image.detach().float().cpu()
+        batch = t if t.dim() == 4 else t[None]
+        outs = [torch.from_numpy(_apply_array(b.permute(1, 2, 0).numpy(), run)).permute(2, 0, 1) for b in batch]
+        out = torch.stack(outs).to(image.dtype).to(image.device)
+        return out if image.dim() == 4 else out[0]
+    raise TypeError(f"{name}() takes a PIL image, numpy array or torch tensor, not {type(image).__name__}")
+
+
+def _apply_array(a: np.ndarray, run: Transform) -> np.ndarray:
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 2, 3, 4)):
+        raise UsageError(f"expected an (H, W) or (H, W, C) image array with C in 1-4, got shape {a.shape}")
+    if a.dtype == np.uint8:
+        scale = 255.0
+    elif a.dtype == np.uint16:
+        scale = 65535.0
+    else:
+        scale = 1.0
+    x = a.astype(np.float32) / scale
+    x3 = x[..., None] if x.ndim == 2 else x
+    has_alpha = x3.shape[2] in (2, 4)
+    colour = np.ascontiguousarray(x3[..., :-1] if has_alpha else x3)
+    out, out_alpha = run(colour, x3[..., -1] if has_alpha else None)
+    if has_alpha:
+        out = np.concatenate([out, out_alpha[..., None]], axis=2)
+    out = out[..., 0] if a.ndim == 2 else out
+    if scale == 1.0:
+        return out.astype(a.dtype if np.issubdtype(a.dtype, np.floating) else np.float32)
+    return np.round(np.clip(out, 0, 1) * scale).astype(a.dtype)
+
+
+def _apply_pil(im, run: Transform):
+    from PIL import Image
+
+    mode = im.mode
+    work = im if mode in ("L", "LA", "RGB", "RGBA", "I;16") else im.convert("RGBA" if "A" in mode or
+                                                                         "transparency" in im.info else "RGB")
+    out = _apply_array(np.asarray(work), run)
+    res = Image.fromarray(out, work.mode)
+    res.info = dict(im.info)
+    return res if res.mode == mode or mode not in ("L", "LA", "RGB", "RGBA") else res.convert(mode)

@@ -1,0 +1,166 @@
+"""Inpainting: fill the holes of an image (the pixels a mask marks) with an inpainting
+autoencoder; every other pixel comes back exactly as it was.
+
+`Inpainter` loads the model and fills (H, W, C) float arrays, running the network only on crops
+around the holes (`hole_boxes`); the command line runs its `picture` for every file. `inpaint()`
+is the Python API for one PIL image, numpy array or torch tensor and a mask."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from ..engine import EngineOptions, Runner
+from ..errors import UsageError
+from ..imageio import Picture
+from ..registry import default_model, find_card, load_model, verify_model
+from .cache import _cached
+from .convert import _apply
+
+
+class Inpainter:
+    """Fills holes (mask True) of (H, W, C) float32 arrays in [0, 1]; every other pixel is returned
+    exactly as it was.
+
+    Only crops around the holes run through the network, each with a margin of the model's reach,
+    so that a large photo with a few small holes costs the time of its holes. A hole wider than the
+    model's reach is first filled at half resolution (recursively), and that coarse fill becomes
+    known context for a full-resolution pass over the hole's outer band."""
+
+    CELL = 32  # hole bookkeeping grid, a multiple of the model's downsampling factor
+
+    def __init__(self, model: str | None = None, options: EngineOptions | None = None):
+        self.runner = Runner(options)
+        self.card = find_card(model) if model is not None else default_model("inpaint", 3)
+        if self.card.task != "inpaint":
+            raise UsageError(f"model '{self.card.name}' is for the {self.card.task} task, not for inpainting")
+        verify_model(self.card)  # a damaged model fails here, once, not once per image
+        self._model = None
+
+    @property
+    def model(self):
+        if self._model is None:
+            self._model = self.runner.prepare(load_model(self.card, "cpu"))
+        return self._model
+
+    def __call__(self, pixels: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, dict]:
+        info = {"model": self.card.name, "hole_pixels": int(mask.sum())}
+        if not mask.any():
+            return pixels, info
+        c = pixels.shape[2]
+        work = np.repeat(pixels, 3, axis=2) if c == 1 else pixels
+        out = work.copy()
+        boxes = hole_boxes(mask, self.margin, self.CELL)
+        info["regions"] = len(boxes)
+        for (y0, y1, x0, x1), own in boxes:
+            filled = self._fill(work[y0:y1, x0:x1], mask[y0:y1, x0:x1])
+            take = mask[y0:y1, x0:x1] & own
+            out[y0:y1, x0:x1][take] = filled[take]
+        if c == 1:
+            out = out.mean(axis=2, keepdims=True)
+        out = np.where(mask[..., None], np.clip(out, 0.0, 1.0), pixels)  # known pixels: bit for bit
+        return out.astype(np.float32), info
+
+    @property
+    def margin(self) -> int:
+        m = self.model.multiple
+        return -(-self.model.context // m) * m  # aligned, so crops keep the network's grid
+
+    def _predict(self, crop: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        model = self.model
+        x = np.concatenate([crop, mask[..., None].astype(np.float32)], axis=2)
+        return self.runner.run(lambda t: model(t[:, :3], t[:, 3:4]), x, out_channels=3, context=model.context)
+
+    def _fill(self, crop: np.ndarray, mask: np.ndarray, depth: int = 0) -> np.ndarray:
+        from ..masks import shrink
+        from ..sizing import resize_float
+
+        reach = self.model.context // 2
+        deep = shrink(mask, reach)
+        h, w = mask.shape
+        out = crop.copy()
+        if deep.any() and min(h, w) >= 4 * self.model.multiple and depth < 6:
+            size = ((h + 1) // 2, (w + 1) // 2)
+            small_mask = resize_float(mask.astype(np.float32), size) > 0.01  # a hole if partly a hole
+            small = self._fill(resize_float(crop, size), small_mask, depth + 1)
+            coarse = resize_float(small, (h, w))
+            out[deep] = coarse[deep]
+            band = mask & ~deep
+            if band.any():
+                pred = self._predict(out, band)
+                out[band] = pred[band]
+            return out
+        pred = self._predict(crop, mask)
+        out[mask] = pred[mask]
+        return out
+
+    def picture(self, pic: Picture, mask: np.ndarray, drop_alpha: bool = False) -> tuple[Picture, dict]:
+        out, info = self(pic.pixels, mask)
+        return replace(pic, pixels=out, alpha=None if drop_alpha else pic.alpha), info
+
+
+def hole_boxes(mask: np.ndarray, margin: int, cell: int) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
+    """Crops that cover the holes with `margin` pixels of context: cells of the grid that hold a
+    hole, grown by the margin, grouped into connected regions; each region's bounding box, and the
+    mask of the pixels it owns (its cells), so that overlapping boxes never fill a pixel twice.
+    When the boxes would cover most of the image, one box: the whole image."""
+    from ..masks import grow
+
+    h, w = mask.shape
+    gh, gw = -(-h // cell), -(-w // cell)
+    padded = np.zeros((gh * cell, gw * cell), bool)
+    padded[:h, :w] = mask
+    cells = padded.reshape(gh, cell, gw, cell).any(axis=(1, 3))
+    reach = grow(cells, -(-margin // cell))
+    labels = np.zeros((gh, gw), np.int32)
+    regions = []
+    for start in zip(*np.nonzero(reach)):  # flood fill on the small grid of cells
+        if labels[start]:
+            continue
+        regions.append([])
+        labels[start] = len(regions)
+        stack = [start]
+        while stack:
+            cy, cx = stack.pop()
+            regions[-1].append((cy, cx))
+            for ny, nx in ((cy - 1, cx), (cy + 1, cx), (cy, cx - 1), (cy, cx + 1)):
+                if 0 <= ny < gh and 0 <= nx < gw and reach[ny, nx] and not labels[ny, nx]:
+                    labels[ny, nx] = len(regions)
+                    stack.append((ny, nx))
+    boxes = []
+    for k, region in enumerate(regions, start=1):
+        ys, xs = zip(*region)
+        cy0, cy1, cx0, cx1 = min(ys), max(ys) + 1, min(xs), max(xs) + 1
+        y0, y1, x0, x1 = cy0 * cell, min(h, cy1 * cell), cx0 * cell, min(w, cx1 * cell)
+        # Only this region's cells, expanded to pixels inside its box (not over the whole image).
+        own = np.repeat(np.repeat(labels[cy0:cy1, cx0:cx1] == k, cell, axis=0), cell, axis=1)
+        boxes.append(((y0, y1, x0, x1), own[:y1 - y0, :x1 - x0]))
+    if sum((b[1] - b[0]) * (b[3] - b[2]) for b, _ in boxes) > 0.6 * h * w:
+        return [((0, h, 0, w), np.ones((h, w), bool))]
+    return boxes
+
+
+def inpaint(image, mask, dilate: int = 0, model: str | None = None, device: str = "auto",
+            tile: int | None = None, precision: str = "auto"):
+    """Fill the holes of one image. mask: a boolean or 0/non-zero (H, W) array (numpy, or a PIL
+    image), True / non-zero = fill; `dilate` grows it by N pixels. Takes and returns the same kinds
+    as `denoise`; pixels outside the mask come back unchanged, alpha passes through.
+
+        from aetool import inpaint
+        clean = inpaint(pil_image, mask=pil_mask, dilate=3)
+    """
+    from ..masks import grow
+
+    m = np.asarray(mask)
+    if m.ndim == 3:
+        m = m.max(axis=2)
+    m = grow(m > 0, dilate)
+    inp = _cached(Inpainter, model, device, tile, precision)
+
+    def run(colour, alpha):
+        if m.shape != colour.shape[:2]:
+            raise UsageError(f"the mask is {m.shape[1]}x{m.shape[0]} but the image is "
+                             f"{colour.shape[1]}x{colour.shape[0]}")
+        return inp(colour, m)[0], alpha
+
+    return _apply(image, run, "inpaint")
