@@ -1,16 +1,18 @@
-"""aetool: image restoration with convolutional and denoising autoencoders.
+"""aetool: image restoration and compression with autoencoders.
 
     from aetool import denoise, upscale
     clean = denoise(pil_image)            # blind: the noise level is estimated
     clean = denoise(array, sigma=25)      # told the noise level (0-255 units)
     big = upscale(pil_image, scale=2)     # super-resolution x2, x3, x4 or any outscale
     fixed = inpaint(pil_image, mask=pil_mask)  # fill the mask's white pixels
+    data = compress(pil_image, quality=4)  # the bytes of an .aei file (learned codec)
+    image = decompress(data)              # a PIL image
 
 torch is imported only when a model runs, so `import aetool` and `aetool --help` stay fast.
 """
 __version__ = "0.1.0"
 
-__all__ = ["denoise", "upscale", "inpaint", "estimate_noise", "load_model", "__version__"]
+__all__ = ["denoise", "upscale", "inpaint", "compress", "decompress", "estimate_noise", "load_model", "__version__"]
 
 
 def __getattr__(name):
@@ -26,6 +28,10 @@ def __getattr__(name):
         from .tasks.upscale import upscale
 
         return upscale
+    if name in ("compress", "decompress"):
+        from .tasks import compress as task
+
+        return getattr(task, name)
     if name == "estimate_noise":
         from .noise import estimate_noise
 

@@ -127,11 +127,13 @@ def plan_jobs(items: list[InputItem], plan: Callable[[InputItem], Path | None], 
 
 
 def preflight(jobs: list[Job], max_pixels: int, output_size: OutputSize | None = None, workers: int = 0,
-              verify: bool = False) -> tuple[list[Job], list[FileResult]]:
+              verify: bool = False, probe: Callable = probe_image) -> tuple[list[Job], list[FileResult]]:
     """Read every input's header (in threads: it is file I/O) before any model runs: files that a
     real run would fail (empty, not an image, damaged header, above the pixel or memory limit)
     fail now, and the others get their size, which weights the progress bar. Output folders that
-    cannot be written fail their files too. `verify` (--dry-run) also walks each file's structure."""
+    cannot be written fail their files too. `verify` (--dry-run) also walks each file's structure.
+    `probe(path, max_pixels, output_size, verify=) -> (width, height)` reads one header (images by
+    default; decompress reads its own files)."""
     blocked = unwritable_folders(jobs, create=not verify)
     ready, failed = [], []
 
@@ -141,7 +143,7 @@ def preflight(jobs: list[Job], max_pixels: int, output_size: OutputSize | None =
         if job.item.path is None:
             return None
         try:
-            w, h = probe_image(job.item.path, max_pixels, output_size, verify=verify)
+            w, h = probe(job.item.path, max_pixels, output_size, verify=verify)
         except ImageError as exc:
             return FileResult(str(job.item), str(job.output) if job.output else "-", "failed", str(exc))
         job.megapixels = w * h / 1e6
@@ -157,11 +159,14 @@ def run_jobs(jobs: list[Job], process: Callable[[Picture, InputItem], tuple[Pict
              suffix_for: Callable[[Job], str], quality: int | None, max_pixels: int, workers: int,
              on_result: Callable[[FileResult], None], overwrite: bool = False,
              output_size: OutputSize | None = None,
-             on_progress: Callable[[Job, float], None] | None = None) -> str | None:
+             on_progress: Callable[[Job, float], None] | None = None,
+             read: Callable = read_image) -> str | None:
     """Decode ahead, process in order, encode and write behind. `on_result` is called once per job
     the moment its output is renamed into place (from a writer thread: it must be thread-safe), and
     `on_progress(job, fraction)` as the tiles of a large image are done. `process(picture, item)`
-    gets the input item too (inpaint finds each file's mask by it).
+    gets the input item too (inpaint finds each file's mask by it). `read(source, max_pixels,
+    output_size)` decodes one input (a path, or the bytes of standard input): an image by default;
+    `process` may return bytes instead of a Picture (compress), written as they are.
 
     Each output is claimed (a lock file beside it) before its input is read, so that runs sharing
     an output folder split the work; a file another run holds, or has finished meanwhile, is skipped.
@@ -184,14 +189,14 @@ def run_jobs(jobs: list[Job], process: Callable[[Picture, InputItem], tuple[Pict
         if c is not None:
             c.release()
 
-    def read(job: Job) -> Picture:
+    def read_input(job: Job):
         if job.item.is_stdin:
-            return read_image(stdin_data.setdefault(0, sys.stdin.buffer.read()), max_pixels, output_size)
-        return read_image(job.item.path, max_pixels, output_size)
+            return read(stdin_data.setdefault(0, sys.stdin.buffer.read()), max_pixels, output_size)
+        return read(job.item.path, max_pixels, output_size)
 
-    def write(job: Job, pic: Picture, info: dict, started: float, mp: float) -> FileResult:
+    def write(job: Job, out: Picture | bytes, info: dict, started: float, mp: float) -> FileResult:
         try:
-            data = encode_image(pic, suffix_for(job), quality)
+            data = out if isinstance(out, bytes) else encode_image(out, suffix_for(job), quality)
             if job.output is None:
                 sys.stdout.buffer.write(data)
                 sys.stdout.buffer.flush()
@@ -210,10 +215,10 @@ def run_jobs(jobs: list[Job], process: Callable[[Picture, InputItem], tuple[Pict
     def failed(job: Job, exc: BaseException) -> FileResult:
         return FileResult(str(job.item), str(job.output) if job.output else "-", "failed", _reason(exc))
 
-    def write_and_report(job: Job, pic: Picture, info: dict, started: float, mp: float) -> None:
+    def write_and_report(job: Job, out: Picture | bytes, info: dict, started: float, mp: float) -> None:
         """In a writer thread: the file is reported the moment its output is in place (or has failed)."""
         try:
-            result = write(job, pic, info, started, mp)
+            result = write(job, out, info, started, mp)
         except Exception as exc:  # noqa: BLE001 - reported per file
             result = failed(job, exc)
             if _is_fatal(exc) and not stop:
@@ -250,7 +255,7 @@ def run_jobs(jobs: list[Job], process: Callable[[Picture, InputItem], tuple[Pict
         while queue and len(pending_reads) < prefetch and not stop:
             job = queue.popleft()
             if take_claim(job):
-                pending_reads.append((job, readers.submit(read, job), time.perf_counter()))
+                pending_reads.append((job, readers.submit(read_input, job), time.perf_counter()))
 
     try:
         fill()
@@ -258,13 +263,15 @@ def run_jobs(jobs: list[Job], process: Callable[[Picture, InputItem], tuple[Pict
             job, fut, started = pending_reads.popleft()
             fill()
             try:
-                pic = fut.result()
-                mp = pic.height * pic.width / 1e6
+                source = fut.result()
                 tick = (lambda fraction, job=job: on_progress(job, fraction)) if on_progress else None
                 with report_tiles(tick):
-                    out_pic, info = process(pic, job.item)
-                _check_finite(out_pic)
-                writers.submit(write_and_report, job, out_pic, info, started, mp)
+                    out, info = process(source, job.item)
+                pic = source if isinstance(source, Picture) else out
+                mp = pic.height * pic.width / 1e6 if isinstance(pic, Picture) else (job.megapixels or 0.0)
+                if isinstance(out, Picture):
+                    _check_finite(out)
+                writers.submit(write_and_report, job, out, info, started, mp)
             except Exception as exc:  # noqa: BLE001 - one bad file never stops the batch
                 release(job)
                 on_result(failed(job, exc))

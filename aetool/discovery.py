@@ -35,7 +35,8 @@ def is_hidden_or_system(name: str) -> bool:
     return name.startswith(".") or name.lower() in SYSTEM_FILES
 
 
-def _walk(root: Path, recursive: bool, skip_folder: Path | None = None, max_depth: int | None = None) -> list[Path]:
+def _walk(root: Path, recursive: bool, skip_folder: Path | None = None, max_depth: int | None = None,
+          extensions: set[str] = IMAGE_EXTENSIONS) -> list[Path]:
     found = []
     skip = skip_folder.resolve() if skip_folder is not None else None
     if recursive:
@@ -48,7 +49,7 @@ def _walk(root: Path, recursive: bool, skip_folder: Path | None = None, max_dept
             found.extend(Path(dirpath) / f for f in sorted(filenames))
     else:
         found = sorted(p for p in root.iterdir() if p.is_file())
-    return [p for p in found if not is_hidden_or_system(p.name) and p.suffix.lower() in IMAGE_EXTENSIONS]
+    return [p for p in found if not is_hidden_or_system(p.name) and p.suffix.lower() in extensions]
 
 
 def _glob_regex(pattern: str) -> re.Pattern:
@@ -105,7 +106,8 @@ class PathFilter:
 
 def collect_inputs(inputs: list[str], recursive: bool = False, *, output: str | Path | None = None,
                    suffix: str = "", fmt: str = "same", include: Iterable[str] = (), exclude: Iterable[str] = (),
-                   max_depth: int | None = None) -> tuple[list[InputItem], list[tuple[str, str]]]:
+                   max_depth: int | None = None, extensions: set[str] = IMAGE_EXTENSIONS,
+                   output_extensions: set[str] = IMAGE_EXTENSIONS) -> tuple[list[InputItem], list[tuple[str, str]]]:
     """Expand files, folders and glob patterns. Returns the items and (input, reason) for those
     that do not exist (failures to report, not a reason to stop the batch).
 
@@ -113,13 +115,14 @@ def collect_inputs(inputs: list[str], recursive: bool = False, *, output: str | 
     (in an output folder that is, or is inside, an input folder) from inputs. include, exclude:
     --include/--exclude patterns for files found in folders and by glob patterns (a file named
     on the command line is always taken). max_depth: folder levels to go down (implies recursive;
-    0 = the folder itself)."""
+    0 = the folder itself). extensions: what folder scans and glob patterns take (images, or .aei
+    files for decompress); output_extensions: what an output file name may end with."""
     if max_depth is not None:
         if max_depth < 0:
             raise UsageError("--max-depth must be 0 (the folder itself) or more")
         recursive = True
     selected = PathFilter(include, exclude)
-    out_folder = _output_folder(output)
+    out_folder = _output_folder(output, output_extensions)
     items: list[InputItem] = []
     missing: list[tuple[str, str]] = []
     for raw in inputs:
@@ -128,7 +131,8 @@ def collect_inputs(inputs: list[str], recursive: bool = False, *, output: str | 
             continue
         path = Path(raw).expanduser()
         if path.is_dir():
-            found = [InputItem(p, p.relative_to(path)) for p in _walk(path, recursive, out_folder, max_depth)]
+            found = [InputItem(p, p.relative_to(path))
+                     for p in _walk(path, recursive, out_folder, max_depth, extensions)]
             items.extend(it for it in found if selected.takes(it.rel))
         elif path.is_file():
             items.append(InputItem(path, Path(path.name), explicit=True))
@@ -137,7 +141,7 @@ def collect_inputs(inputs: list[str], recursive: bool = False, *, output: str | 
             base = base if str(base).endswith(os.sep) or base.is_dir() else base.parent
             matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(raw), recursive=True))
             matches = [m for m in matches if m.is_file() and not is_hidden_or_system(m.name)
-                       and m.suffix.lower() in IMAGE_EXTENSIONS]
+                       and m.suffix.lower() in extensions]
             found = []
             for m in matches:
                 try:
@@ -165,12 +169,12 @@ def collect_inputs(inputs: list[str], recursive: bool = False, *, output: str | 
     return unique, missing
 
 
-def _output_folder(output: str | Path | None) -> Path | None:
+def _output_folder(output: str | Path | None, output_extensions: set[str] = IMAGE_EXTENSIONS) -> Path | None:
     """-o as a folder; None for standard output or a single output file."""
     if output is None or str(output) == STDIO:
         return None
     out = Path(output).expanduser()
-    return None if has_image_extension(out) and not out.is_dir() else out
+    return None if has_image_extension(out, output_extensions) and not out.is_dir() else out
 
 
 def _without_earlier_outputs(items: list[InputItem], out_folder: Path, suffix: str, fmt: str) -> list[InputItem]:
@@ -186,18 +190,21 @@ def _without_earlier_outputs(items: list[InputItem], out_folder: Path, suffix: s
             or target[id(it)] == source[id(it)]]
 
 
-def has_image_extension(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+def has_image_extension(path: str | Path, extensions: set[str] = IMAGE_EXTENSIONS) -> bool:
+    return Path(path).suffix.lower() in extensions
 
 
 def output_relpath(item: InputItem, suffix: str, fmt: str) -> Path:
     """The output's path below the output folder: REL with the suffix added to its stem, and the
     extension of --format (for `same`, the input's when aetool can write that format, else .png:
-    GIF, HEIC and standard input become PNG)."""
+    GIF, HEIC and standard input become PNG). A `fmt` that starts with a dot is the extension
+    itself (".aei" for compress)."""
     from .imageio import FORMAT_EXTENSIONS, PIL_FORMATS
 
     rel = item.rel
-    if fmt != "same":
+    if fmt.startswith("."):
+        ext = fmt
+    elif fmt != "same":
         ext = FORMAT_EXTENSIONS[fmt.lower()]
     elif not item.is_stdin and rel.suffix.lower() in PIL_FORMATS:
         ext = rel.suffix

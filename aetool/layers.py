@@ -77,3 +77,37 @@ def push_pull_fill(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         coarse = F.interpolate(colour, size=a.shape[-2:], mode="bilinear", align_corners=False)
         colour = torch.where(a > 0, c / a.clamp(min=1e-12), coarse)
     return torch.where(weight > 0, x, colour)
+
+
+class GDN(nn.Module):
+    """Generalized divisive normalization (Ballé, Laparra, Simoncelli, ICLR 2016 and 2017):
+    y_i = x_i / sqrt(beta_i + sum_j gamma_ij x_j^2); `inverse=True` multiplies instead (IGDN, for
+    the synthesis transform). beta and gamma are kept non-negative by squaring a free parameter
+    (with a small floor so that the gradient never vanishes at zero)."""
+
+    _floor = 2.0 ** -18
+
+    def __init__(self, channels: int, inverse: bool = False, beta_min: float = 1e-6, gamma_init: float = 0.1):
+        super().__init__()
+        self.inverse = inverse
+        self.beta_min = beta_min
+        self.beta_param = nn.Parameter(torch.sqrt(torch.ones(channels) + self._floor ** 2))
+        self.gamma_param = nn.Parameter(torch.sqrt(gamma_init * torch.eye(channels) + self._floor ** 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        beta = self.beta_param.square().clamp_min(self.beta_min + self._floor ** 2) - self._floor ** 2
+        gamma = self.gamma_param.square() - self._floor ** 2
+        c = gamma.shape[0]
+        norm = F.conv2d(x.square(), gamma.view(c, c, 1, 1), beta)
+        norm = norm.clamp_min(1e-12).sqrt()  # clamp: bf16 can round a tiny sum to 0
+        return x * norm if self.inverse else x / norm
+
+
+def conv_down(in_ch: int, out_ch: int, kernel: int = 5) -> nn.Conv2d:
+    """Stride-2 convolution that halves height and width (analysis transforms)."""
+    return nn.Conv2d(in_ch, out_ch, kernel, stride=2, padding=kernel // 2)
+
+
+def conv_up(in_ch: int, out_ch: int, kernel: int = 5) -> nn.ConvTranspose2d:
+    """Stride-2 transposed convolution that doubles height and width (synthesis transforms)."""
+    return nn.ConvTranspose2d(in_ch, out_ch, kernel, stride=2, padding=kernel // 2, output_padding=1)

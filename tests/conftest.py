@@ -101,3 +101,27 @@ def tiny_inpainter(tmp_path_factory):
     Card(name="tiny-inpaint", task="inpaint", arch=model.arch_name, config=model.config, file=path.name,
          sha256=sha256_of(path), channels=3, parameters=count_parameters(model)).save(path.with_suffix(".json"))
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_codec(tmp_path_factory):
+    """A small random codec saved like `aetool train compress` does (with its integer coding
+    tables). Its analysis is scaled up so that the latents are not all zero and the file size
+    grows with the quality, as a trained model's does."""
+    import torch
+
+    from aetool.models.hyperprior import ScaleHyperprior
+    from aetool.registry import Card, count_parameters, save_weights, sha256_of
+
+    torch.manual_seed(0)
+    model = ScaleHyperprior(in_channels=3, n=8, m=12)
+    with torch.no_grad():
+        model.analysis[-1].weight.mul_(40)
+        model.log_gain.copy_(torch.linspace(-1.5, 1.5, model.levels)[:, None].repeat(1, model.m))
+        model.log_inverse_gain.copy_(-model.log_gain)
+    model.update_tables()
+    path = tmp_path_factory.mktemp("codecs") / "tiny-codec.safetensors"
+    save_weights(model, path, "compress")
+    Card(name="tiny-codec", task="compress", arch=model.arch_name, config=model.config, file=path.name,
+         sha256=sha256_of(path), channels=3, parameters=count_parameters(model)).save(path.with_suffix(".json"))
+    return path

@@ -7,13 +7,14 @@ from typing import Optional
 import typer
 
 from .. import __version__
-from . import denoise, inpaint, upscale
+from . import compress, denoise, inpaint, upscale
 from .models import models_app
 from .train import train_app
 
 app = typer.Typer(
     name="aetool",
-    help="Restore images with pretrained autoencoders: denoise, upscale, inpaint, and train your own.",
+    help="Restore and compress images with pretrained autoencoders: denoise, upscale, inpaint, compress, and "
+         "train your own.",
     no_args_is_help=True,
     add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     rich_markup_mode=None,
@@ -21,6 +22,7 @@ app = typer.Typer(
 denoise.register(app)
 upscale.register(app)
 inpaint.register(app)
+compress.register(app)
 app.add_typer(models_app, name="models")
 app.add_typer(train_app, name="train")
 

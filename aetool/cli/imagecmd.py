@@ -11,10 +11,10 @@ from typing import Callable
 import typer
 
 from ..batch import FileResult, Summary, plan_jobs, preflight, run_jobs
-from ..discovery import collect_inputs, has_image_extension, plan_output
+from ..discovery import IMAGE_EXTENSIONS, collect_inputs, has_image_extension, plan_output
 from ..engine import EngineOptions, parse_tile
 from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_TERMINATED, Terminated, UsageError
-from ..imageio import FORMAT_EXTENSIONS
+from ..imageio import FORMAT_EXTENSIONS, probe_image, read_image
 from ..limits import OutputSize
 from .options import ImageArgs
 
@@ -32,18 +32,24 @@ def engine_options(args: ImageArgs) -> EngineOptions:
 
 
 def run_image_command(name: str, inputs: list[str], output: str | None, args: ImageArgs, options: EngineOptions,
-                      make_processor: Callable[[], Callable], output_size: OutputSize | None = None) -> None:
+                      make_processor: Callable[[], Callable], output_size: OutputSize | None = None, *,
+                      input_extensions: set[str] = IMAGE_EXTENSIONS, output_extensions: set[str] = IMAGE_EXTENSIONS,
+                      read: Callable = read_image, probe: Callable = probe_image) -> None:
     """Find inputs, plan outputs, check the model and every input's header, run, report, exit.
     `output_size` ((h, w) -> (h, w)): for commands that change the size, so that the pixel and
-    memory limits are checked on the output before decoding."""
+    memory limits are checked on the output before decoding. The keyword arguments let a command
+    whose inputs or outputs are not images (compress, decompress) use the same engine: which files
+    a folder scan takes, what an output file may end with, and how an input is read and probed.
+    args.fmt may be an extension (".aei") for such outputs."""
     recursive, suffix, fmt, quality = args.recursive, args.suffix, args.fmt, args.quality
     overwrite, dry_run, as_json, quiet = args.overwrite, args.dry_run, args.as_json, args.quiet
     fmt = fmt.lower()
-    if fmt not in FORMATS:
+    if fmt not in FORMATS and not fmt.startswith("."):
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}")
     items, missing = collect_inputs(inputs, recursive, output=output if output != "-" else None, suffix=suffix,
                                     fmt=fmt, include=args.include or (), exclude=args.exclude or (),
-                                    max_depth=args.max_depth)
+                                    max_depth=args.max_depth, extensions=input_extensions,
+                                    output_extensions=output_extensions)
     to_stdout = output == "-" or (output is None and any(it.is_stdin for it in items))
     if to_stdout and len(items) + len(missing) != 1:
         raise UsageError("standard output takes exactly one image; give a folder with -o for several")
@@ -52,11 +58,11 @@ def run_image_command(name: str, inputs: list[str], output: str | None, args: Im
     if output is None and not to_stdout:
         raise UsageError("give an output with -o/--output (a folder, or a file for one input; - for stdout)")
     folder_input = any(Path(i).expanduser().is_dir() for i in inputs)
-    single_file = (not to_stdout and len(items) == 1 and not folder_input and has_image_extension(output)
-                   and not Path(output).expanduser().is_dir())
+    single_file = (not to_stdout and len(items) == 1 and not folder_input
+                   and has_image_extension(output, output_extensions) and not Path(output).expanduser().is_dir())
     out_path = None if to_stdout else Path(output).expanduser()
-    if out_path is not None and not single_file and (out_path.is_file() or (has_image_extension(out_path)
-                                                                             and not out_path.is_dir())):
+    if out_path is not None and not single_file and (out_path.is_file() or (
+            has_image_extension(out_path, output_extensions) and not out_path.is_dir())):
         count = len(items) + len(missing)
         raise UsageError(f"-o {output} names a file, but there {'is 1 input' if count == 1 else f'are {count} inputs'}"
                          "; give an output folder")
@@ -67,12 +73,12 @@ def run_image_command(name: str, inputs: list[str], output: str | None, args: Im
     def suffix_for(job) -> str:
         if job.output is not None:
             return job.output.suffix.lower()
-        return FORMAT_EXTENSIONS["png" if fmt == "same" else fmt]
+        return fmt if fmt.startswith(".") else FORMAT_EXTENSIONS["png" if fmt == "same" else fmt]
 
     jobs, decided = plan_jobs(items, plan, overwrite)
     # The model is checked before any input is read: a damaged one is one usage error (exit 2).
     process = make_processor() if jobs else None
-    jobs, refused = preflight(jobs, options.max_pixels, output_size, options.workers, verify=dry_run)
+    jobs, refused = preflight(jobs, options.max_pixels, output_size, options.workers, verify=dry_run, probe=probe)
     summary = Summary()
     started = time.perf_counter()
     # On a terminal a progress bar, unless the JSON lines go to the same terminal (they are the progress).
@@ -96,7 +102,7 @@ def run_image_command(name: str, inputs: list[str], output: str | None, args: Im
             reporter.start()
             stopped = run_jobs(jobs, process, suffix_for=suffix_for, quality=quality, max_pixels=options.max_pixels,
                                workers=options.workers, on_result=reporter, overwrite=overwrite,
-                               output_size=output_size, on_progress=reporter.tiles)
+                               output_size=output_size, on_progress=reporter.tiles, read=read)
             if stopped:
                 summary.stopped = stopped
     except KeyboardInterrupt as exc:
@@ -182,6 +188,8 @@ class Reporter:
                 sys.stdout.flush()
             if r.status == "failed" and not (args.as_json and args.quiet):
                 self._stderr(f"aetool: failed: {r.input}: {r.error}")
+            elif r.info.get("warning") and not args.quiet:  # done, but not as asked (a size target too small)
+                self._stderr(f"aetool: warning: {r.input}: {r.info['warning']}")
             elif args.dry_run and not args.as_json and not args.quiet:
                 print(f"{r.status}: {r.input} -> {r.output}" + (f" ({r.error})" if r.error else ""), flush=True)
             elif args.verbose and not args.quiet:  # with --json too: verbose lines go to stderr

@@ -231,3 +231,37 @@ def train_inpaint(
     task = InpaintTask(data, channels=widths, dilations=dils, patch=patch, kinds=kinds, max_hole=max_hole,
                        val=common["val"], val_count=common["val_count"])
     run_training(task, values, command)
+
+
+@train_app.command("compress", epilog="""Examples:
+
+\b
+  # train the codec on your own kind of images (scans, microscopy, satellite)
+  aetool train compress --data ~/scans --out my-codec.safetensors
+\b
+  # continue from a trained codec
+  aetool train compress --data ~/scans --init my-codec.safetensors \\
+      --steps 20000 --lr 5e-5 --out tuned.safetensors
+""")
+@handle_errors
+@train_command(batch_size=8, lr=1e-4)
+def train_compress(
+    data: Data,
+    out: Out,
+    channels: Annotated[int, typer.Option(metavar="N", help="3 for colour, 1 for grey.")] = 3,
+    n: Annotated[int, typer.Option("--n", metavar="CHANNELS",
+                                   help="Channels of the transforms and of the hyper-latent (N in Ballé et al.).")] = 96,
+    m: Annotated[int, typer.Option("--m", metavar="CHANNELS", help="Channels of the latent (M).")] = 128,
+    patch: Annotated[int, typer.Option(metavar="PIXELS", help="Training patch size in pixels, a multiple of 64; "
+                                       "smaller images are skipped, with a warning.")] = 128,
+    common: dict = None,
+):
+    """Train a learned image codec (a variational autoencoder with a scale hyperprior) for every
+    quality at once: the loss is rate + lambda * distortion at a random quality level per patch."""
+    values = {**{k: v for k, v in locals().items() if k != "common"}, **common}
+    command = recorded_command(train_compress, values, ["aetool", "train", "compress"])
+    from ..training.compress import CompressTask
+
+    task = CompressTask(data, channels=channels, n=n, m=m, patch=patch, val=common["val"],
+                        val_count=common["val_count"])
+    run_training(task, values, command)

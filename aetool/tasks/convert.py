@@ -65,3 +65,36 @@ def _apply_pil(im, run: Transform):
     res = Image.fromarray(out, work.mode)
     res.info = dict(im.info)
     return res if res.mode == mode or mode not in ("L", "LA", "RGB", "RGBA") else res.convert(mode)
+
+
+def to_float_planes(image) -> tuple[np.ndarray, "np.ndarray | None", int]:
+    """An image (PIL, numpy (H, W) / (H, W, C), torch (C, H, W)) as (H, W, C) float32 colour in
+    [0, 1], its alpha plane or None, and its bit depth (16 for uint16 data and 16-bit PIL modes)."""
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover
+        Image = None
+    bits = 8
+    if Image is not None and isinstance(image, Image.Image):
+        bits = 16 if image.mode.startswith("I;16") else 8
+        work = image if image.mode in ("L", "LA", "RGB", "RGBA", "I;16") else image.convert(
+            "RGBA" if "A" in image.mode or "transparency" in image.info else "RGB")
+        a = np.asarray(work)
+    elif isinstance(image, np.ndarray):
+        a = image
+    else:
+        import torch
+
+        if not isinstance(image, torch.Tensor):
+            raise TypeError(f"expected a PIL image, numpy array or torch tensor, not {type(image).__name__}")
+        a = image.detach().float().cpu().permute(1, 2, 0).numpy()
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 2, 3, 4)):
+        raise UsageError(f"expected an (H, W) or (H, W, C) image array with C in 1-4, got shape {a.shape}")
+    if a.dtype == np.uint16:
+        bits = 16
+    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(a.dtype, 1.0)
+    x = a.astype(np.float32) / scale
+    x = x[..., None] if x.ndim == 2 else x
+    if x.shape[2] in (2, 4):
+        return np.ascontiguousarray(x[..., :-1]), np.ascontiguousarray(x[..., -1]), bits
+    return np.ascontiguousarray(x), None, bits

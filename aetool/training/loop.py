@@ -334,6 +334,8 @@ def export(model, out: Path, task, cfg: TrainConfig, history: History, step: int
     from ..registry import Card, count_parameters, save_weights, sha256_of
 
     model.eval()
+    if hasattr(model, "update_tables"):  # a codec's integer coding tables travel in its weights file
+        model.update_tables()
     tmp = out.with_name(out.name + ".tmp")
     save_weights(model, tmp, task.task)
     os.replace(tmp, out)

@@ -1,0 +1,345 @@
+"""Learned image compression: `compress(image, quality)` gives the bytes of an .aei file,
+`decompress(data)` the image back. The model is a variational autoencoder with a scale hyperprior
+(aetool/models/hyperprior.py); its latents are entropy-coded with constriction's range coder using
+the integer tables stored in the model's weights file, and the file format is aetool/container.py
+(docs/format.md).
+
+What decodes bit-exactly on every machine: the hyper-latent (fixed tables), the latent's table
+indices (the hyper-synthesis in integer arithmetic, from the hyper-latent and the integer hyper
+gain stored in the file) and so every decoded symbol. Only the last float step, the synthesis
+transform, may differ by a rounding step between CPUs and GPUs.
+
+Grey images are coded with the colour model (the grey plane in all three channels) and decoded
+back to one channel; 16-bit images are coded at 8 bits (the record says so); alpha is kept
+losslessly in its own section.
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from ..container import EXTENSION, EncodedImage, load, pack, packed_size, unpack
+from ..engine import EngineOptions
+from ..errors import ImageError, ModelError, UsageError
+from ..imageio import Picture
+from ..registry import default_model, find_card, load_model, verify_model
+
+QUALITY_MIN, QUALITY_MAX = 1.0, 8.0
+DEFAULT_QUALITY = 4.0
+CODER_RANGE = 1  # the container's coder id: constriction's range coder, integer tables of 2^16
+
+__all__ = ["Codec", "compress", "decompress", "EXTENSION"]
+
+
+def _check_quality(quality: float) -> float:
+    if not QUALITY_MIN <= quality <= QUALITY_MAX:
+        raise UsageError(f"quality must be between {QUALITY_MIN:g} and {QUALITY_MAX:g}, got {quality:g}")
+    return round(float(quality) * 1000) / 1000  # what the file stores: encoder and decoder use the same value
+
+
+class Codec:
+    """Encodes (H, W, C) float32 pixels in [0, 1] to container bytes and back with one model."""
+
+    def __init__(self, model: str | None = None, options: EngineOptions | None = None):
+        self.options = options or EngineOptions()
+        self.card = find_card(model) if model is not None else default_model("compress", 3)
+        if self.card.task != "compress":
+            raise UsageError(f"model '{self.card.name}' is for the {self.card.task} task, not for compression")
+        verify_model(self.card)
+        self._model = None
+        self._known: dict[str, object] = {}
+
+    @property
+    def model(self):
+        if self._model is None:
+            model = load_model(self.card, "cpu")
+            if not model.tables_ready:
+                raise ModelError(f"{self.card.path} has no coding tables (written by an older trainer); "
+                                 "continue its training with `aetool train compress --init` to add them")
+            self._model = model
+        return self._model
+
+    def _sha_prefix(self) -> bytes:
+        return bytes.fromhex(self.card.sha256[:16]) if self.card.sha256 else b"\0" * 8
+
+    # ------------------------------------------------------------------ encoding
+    def encode(self, pixels: np.ndarray, quality: float = DEFAULT_QUALITY, alpha: np.ndarray | None = None,
+               bit_depth: int = 8, icc: bytes | None = None, exif: bytes | None = None) -> bytes:
+        """The .aei bytes of (H, W, C) float32 pixels in [0, 1] at a quality in [1, 8]."""
+        features = self._analyse(pixels)
+        return self._code(features, _check_quality(quality), pixels.shape, alpha, bit_depth, icc, exif)[0]
+
+    def encode_to_target(self, pixels: np.ndarray, *, quality: float | None = None, bpp: float | None = None,
+                         size: int | None = None, psnr: float | None = None, alpha: np.ndarray | None = None,
+                         bit_depth: int = 8, icc: bytes | None = None, exif: bytes | None = None
+                         ) -> tuple[bytes, dict]:
+        """Rate control. Exactly one of: `quality`; `size` (bytes) or `bpp`: the largest quality whose
+        file is at most that big; `psnr` (dB, RGB or grey, 8-bit): the smallest quality that reaches
+        it. The search bisects the quality on the real bytes (the analysis transform, the costly
+        part, runs once; each step re-quantises and re-codes), 12 steps: within 0.002 of the
+        quality scale. Returns the bytes and a record (quality, and a warning where the target
+        cannot be met)."""
+        given = [v is not None for v in (quality, bpp, size, psnr)]
+        if sum(given) > 1:
+            raise UsageError("give one of --quality, --bpp, --size or --psnr")
+        h, w, _ = pixels.shape
+        features = self._analyse(pixels)
+        extras = (pixels.shape, alpha, bit_depth, icc, exif)
+        if bpp is not None or size is not None:
+            limit = size if size is not None else bpp * h * w / 8
+            data, _ = self._code(features, QUALITY_MIN, *extras)
+            if len(data) > limit:
+                return data, {"quality": QUALITY_MIN, "warning": f"the target of {limit:,.0f} bytes is below the "
+                              f"smallest file ({len(data):,} bytes at quality {QUALITY_MIN:g}); wrote that"}
+            low, high, best = QUALITY_MIN, QUALITY_MAX, data
+            top, _ = self._code(features, QUALITY_MAX, *extras)
+            if len(top) <= limit:
+                return top, {"quality": QUALITY_MAX}
+            for _ in range(12):
+                mid = _check_quality((low + high) / 2)
+                data, _ = self._code(features, mid, *extras)
+                if len(data) <= limit:
+                    low, best = mid, data
+                else:
+                    high = mid
+            return best, {"quality": low}
+        if psnr is not None:
+            reference = np.round(np.clip(pixels, 0, 1) * 255)
+            low, high = QUALITY_MIN, QUALITY_MAX
+            data, out = self._code(features, QUALITY_MAX, *extras, reconstruct=True)
+            if _psnr(out, reference) < psnr:
+                return data, {"quality": QUALITY_MAX, "warning": f"{psnr:g} dB is above what the model reaches "
+                              f"({_psnr(out, reference):.2f} dB at quality {QUALITY_MAX:g}); wrote that"}
+            best = data
+            for _ in range(12):
+                mid = _check_quality((low + high) / 2)
+                data, out = self._code(features, mid, *extras, reconstruct=True)
+                if _psnr(out, reference) >= psnr:
+                    high, best = mid, data
+                else:
+                    low = mid
+            return best, {"quality": high}
+        q = _check_quality(DEFAULT_QUALITY if quality is None else quality)
+        return self._code(features, q, *extras)[0], {"quality": q}
+
+    def _analyse(self, pixels: np.ndarray):
+        """The analysis transform's output before any gain (the costly part of encoding)."""
+        import torch
+
+        model = self.model
+        x = self._padded(pixels if pixels.shape[2] == 3 else np.repeat(pixels, 3, axis=2), model.multiple)
+        with torch.inference_mode():
+            return model.analysis(x).float()
+
+    def _code(self, features, quality: float, shape, alpha, bit_depth, icc, exif, reconstruct: bool = False):
+        """Quantise at `quality`, entropy-code, pack: (bytes, the decoder's reconstruction or None)."""
+        import torch
+        from constriction import stream
+
+        from ..entropy import HYPER_RANGE, LATENT_RANGE, encode_symbols
+        from ..models.hyperprior import FIXED_BITS
+
+        model = self.model
+        h, w, c = shape
+        with torch.inference_mode():
+            gain, inverse_gain, hyper_gain, hyper_inverse_gain = model.gains(torch.tensor([quality]))
+            y = torch.round(features * gain)
+            z = torch.round(model.hyper_analysis(y.abs()).float() * hyper_gain)
+            hyper_gain_int = torch.round(hyper_inverse_gain.view(-1).double() * 2 ** FIXED_BITS).clamp(0, 65535)
+            indices = model.scale_indices(z, hyper_gain_int)
+            out = None
+            if reconstruct:
+                x_hat = model.synthesis(y * inverse_gain).float().clamp(0, 1)[0, :, :h, :w].permute(1, 2, 0).numpy()
+                out = np.round((x_hat if c == 3 else x_hat.mean(axis=2, keepdims=True)) * 255)
+        z_np, y_np = z[0].long().numpy(), y[0].long().numpy()
+        z_coder, y_coder = stream.queue.RangeEncoder(), stream.queue.RangeEncoder()
+        channel_ids = np.broadcast_to(np.arange(z_np.shape[0])[:, None, None], z_np.shape)
+        encode_symbols(z_coder, z_np, channel_ids, model.hyper_table.numpy(), HYPER_RANGE)
+        encode_symbols(y_coder, y_np, indices[0].numpy(), model.latent_table.numpy(), LATENT_RANGE)
+        data = pack(EncodedImage(
+            model_name=self.card.name, model_sha256_prefix=self._sha_prefix(), coder=CODER_RANGE,
+            width=w, height=h, channels=c, bit_depth=bit_depth, has_alpha=alpha is not None, quality=quality,
+            y_shape=tuple(y_np.shape), z_shape=tuple(z_np.shape),
+            hyper_gain=tuple(int(v) for v in hyper_gain_int.long().tolist()),
+            z_stream=z_coder.get_compressed().tobytes(), y_stream=y_coder.get_compressed().tobytes(),
+            alpha=_alpha_png(alpha) if alpha is not None else b"", icc=icc or b"", exif=exif or b""))
+        return data, out
+
+    def picture(self, pic: Picture, strip: bool = False, **target) -> tuple[bytes, dict]:
+        """The command line's per-file step: a decoded input file to .aei bytes and its record."""
+        data, info = self.encode_to_target(pic.pixels, alpha=pic.alpha, bit_depth=pic.bit_depth,
+                                           icc=None if strip else pic.icc, exif=None if strip else pic.exif,
+                                           **target)
+        info.update(model=self.card.name, bytes=len(data), bpp=round(len(data) * 8 / (pic.width * pic.height), 4))
+        if pic.bit_depth == 16:
+            info["note"] = "16-bit input coded at 8 bits"
+        return data, info
+
+    @staticmethod
+    def _padded(pixels: np.ndarray, multiple: int):
+        import torch
+
+        h, w, _ = pixels.shape
+        ph, pw = -h % multiple, -w % multiple
+        padded = np.pad(pixels, ((0, ph), (0, pw), (0, 0)), mode="edge") if ph or pw else pixels
+        return torch.from_numpy(np.ascontiguousarray(padded, np.float32)).permute(2, 0, 1)[None]
+
+    # ------------------------------------------------------------------ decoding
+    def decode(self, data: bytes | EncodedImage, max_pixels: int | None = None) -> tuple[Picture, dict]:
+        """The picture of .aei bytes (or of a file already parsed by the container) and its record."""
+        import torch
+
+        from ..entropy import HYPER_RANGE, LATENT_RANGE, decode_symbols
+
+        e = data if isinstance(data, EncodedImage) else unpack(data, max_pixels=max_pixels)
+        if e.model_name != self.card.name or e.model_sha256_prefix != self._sha_prefix():
+            raise ImageError(f"this file needs the model '{e.model_name}' (sha256 {e.model_sha256_prefix.hex()}...), "
+                             f"not '{self.card.name}'; pass it with --model")
+        if e.coder != CODER_RANGE:
+            raise ImageError(f"unknown coder id {e.coder}: written by a newer aetool")
+        model = self.model
+        from constriction import stream
+
+        try:
+            z_decoder = stream.queue.RangeDecoder(np.frombuffer(_whole_words(e.z_stream), np.uint32).copy())
+            channel_ids = np.broadcast_to(np.arange(e.z_shape[0])[:, None, None], e.z_shape)
+            z = decode_symbols(z_decoder, channel_ids, model.hyper_table.numpy(), HYPER_RANGE, e.z_shape)
+            indices = model.scale_indices(torch.from_numpy(z)[None], torch.tensor(e.hyper_gain, dtype=torch.float64))
+            y_decoder = stream.queue.RangeDecoder(np.frombuffer(_whole_words(e.y_stream), np.uint32).copy())
+            y = decode_symbols(y_decoder, indices[0].numpy(), model.latent_table.numpy(), LATENT_RANGE, e.y_shape)
+        except ImageError:
+            raise
+        except Exception as exc:  # the range decoder's own errors on a stream that is not ours
+            raise ImageError(f"the coded data cannot be decoded ({exc})") from None
+        with torch.inference_mode():
+            _, inverse_gain, _, _ = model.gains(torch.tensor([e.quality]))
+            x_hat = model.synthesis(torch.from_numpy(y).float()[None] * inverse_gain).float().clamp(0, 1)
+        out = x_hat[0, :, :e.height, :e.width].permute(1, 2, 0).numpy()
+        if e.channels == 1:
+            out = out.mean(axis=2, keepdims=True)
+        alpha = _alpha_from_png(e.alpha, e.width, e.height) if e.has_alpha else None
+        pic = Picture(pixels=np.ascontiguousarray(out, np.float32), alpha=alpha, bit_depth=8,
+                      icc=e.icc or None, exif=e.exif or None)
+        info = {"model": e.model_name, "quality": e.quality,
+                "bpp": round(packed_size(e) * 8 / (e.width * e.height), 4)}
+        if e.bit_depth == 16:
+            info["note"] = "the source was 16-bit; it was coded at 8 bits"
+        return pic, info
+
+
+class Decoders:
+    """Decodes files that may name different models: one Codec per model, made when first needed.
+    `model` (a name or .safetensors path) overrides where the named model is found."""
+
+    def __init__(self, model: str | None = None, options: EngineOptions | None = None):
+        self.override = model
+        self.options = options
+        self._codecs: dict[str, Codec] = {}
+
+    def codec_for(self, e: EncodedImage) -> Codec:
+        name = self.override or e.model_name
+        if name not in self._codecs:
+            try:
+                self._codecs[name] = Codec(name, self.options)
+            except ModelError:
+                if self.override:
+                    raise
+                # Not a usage error: other files of the batch may name a model that is here.
+                raise ImageError(f"this file needs the model '{e.model_name}' (sha256 "
+                                 f"{e.model_sha256_prefix.hex()}...), which is not installed; pass its "
+                                 ".safetensors file with --model") from None
+        return self._codecs[name]
+
+    def picture(self, e: EncodedImage, max_pixels: int | None = None) -> tuple[Picture, dict]:
+        return self.codec_for(e).decode(e, max_pixels)
+
+
+def read_encoded(source, max_pixels: int | None = None, output_size=None) -> EncodedImage:
+    """The engine's reader for decompress: a parsed, checksum-verified .aei file (path or bytes)."""
+    return unpack(source, max_pixels=max_pixels) if isinstance(source, bytes) else load(source, max_pixels)
+
+
+def probe_encoded(path, max_pixels: int | None = None, output_size=None, verify: bool = False) -> tuple[int, int]:
+    """The engine's header check for decompress: (width, height), refusing what decoding would refuse."""
+    e = load(path, max_pixels)
+    from ..limits import check_image_size
+
+    check_image_size(e.width, e.height, e.channels + int(e.has_alpha), 1, max_pixels or 10 ** 12)
+    return e.width, e.height
+
+
+def _psnr(out: np.ndarray, reference: np.ndarray) -> float:
+    mse = float(np.mean((out.astype(np.float64) - reference) ** 2))
+    return 10 * np.log10(255 ** 2 / max(mse, 1e-10))
+
+
+def _whole_words(stream_bytes: bytes) -> bytes:
+    if len(stream_bytes) % 4:
+        raise ImageError("damaged: a coded stream is not a whole number of 32-bit words")
+    return stream_bytes
+
+
+def _alpha_png(alpha: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.round(np.clip(alpha, 0, 1) * 255).astype(np.uint8), "L").save(buf, "PNG", optimize=True)
+    return buf.getvalue()
+
+
+def _alpha_from_png(data: bytes, width: int, height: int) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        im = Image.open(io.BytesIO(data))
+        im.load()
+    except Exception as exc:  # Pillow raises many types for damaged data
+        raise ImageError(f"damaged alpha section ({exc})") from None
+    if im.size != (width, height):
+        raise ImageError("damaged: the alpha section's size does not match the image")
+    return np.asarray(im.convert("L"), np.float32) / 255.0
+
+
+# ---------------------------------------------------------------------- the Python API
+
+
+def compress(image, quality: float = DEFAULT_QUALITY, model: str | None = None) -> bytes:
+    """Compress one image to the bytes of an .aei file. image: a PIL image, a numpy array (H, W)
+    or (H, W, 3|4) of uint8 / uint16 / float in [0, 1], or a torch tensor (C, H, W) in [0, 1].
+    quality: 1 (smallest) to 8 (best), fractions allowed.
+
+        from aetool import compress, decompress
+        data = compress(pil_image, quality=4)
+        image = decompress(data)
+    """
+    from .cache import _cached
+    from .convert import to_float_planes
+
+    codec = _cached(Codec, model, "cpu", None, "fp32")
+    pixels, alpha, bit_depth = to_float_planes(image)
+    return codec.encode(pixels, quality, alpha=alpha, bit_depth=bit_depth)
+
+
+def decompress(data: bytes, model: str | None = None):
+    """The image of .aei bytes, as a PIL image (RGB, RGBA, L or LA). The file names the model it
+    needs; `model` overrides where that model is found (a name or a .safetensors path)."""
+    from PIL import Image
+
+    from .cache import _cached
+
+    if model is None:
+        header = unpack(data)
+        try:
+            find_card(header.model_name)
+        except ModelError:
+            raise ModelError(f"this file needs the model '{header.model_name}' (sha256 "
+                             f"{header.model_sha256_prefix.hex()}...), which is not installed; pass its "
+                             ".safetensors file with model=") from None
+        model = header.model_name
+    codec = _cached(Codec, model, "cpu", None, "fp32")
+    pic, _ = codec.decode(data)
+    planes = [pic.pixels] + ([pic.alpha[..., None]] if pic.alpha is not None else [])
+    arr = np.round(np.clip(np.concatenate(planes, axis=2), 0, 1) * 255).astype(np.uint8)
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[2]]
+    return Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr, mode)

@@ -1,0 +1,125 @@
+"""Training task for the learned codec (a variational autoencoder with a scale hyperprior and gain
+units): random patches, a random quality level per patch, and the rate-distortion loss of that
+level, rate (bits per pixel, from the entropy models) + lambda * 255^2 * MSE, so that one model
+learns every rate (Cui et al., CVPR 2021)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UsageError
+from ..models.hyperprior import LAMBDAS
+from .data import PatchSampler, center_crops, load_split, split_files
+
+VAL_CROP = 256
+VAL_BPP = 0.5  # validation reports the PSNR the model reaches at this rate
+
+
+def psnr_at_rate(rates: list[float], psnrs: list[float], target: float) -> float:
+    """PSNR at `target` bpp on the piecewise-linear curve through (rate, psnr) points sorted by rate;
+    beyond the ends, the nearest segment extended."""
+    order = np.argsort(rates)
+    r, p = np.asarray(rates, float)[order], np.asarray(psnrs, float)[order]
+    if len(r) == 1:
+        return float(p[0])
+    k = int(np.clip(np.searchsorted(r, target) - 1, 0, len(r) - 2))
+    if r[k + 1] == r[k]:
+        return float(p[k])
+    return float(p[k] + (p[k + 1] - p[k]) * (target - r[k]) / (r[k + 1] - r[k]))
+
+
+class CompressTask:
+    task = "compress"
+    name = "compress"
+
+    def __init__(self, data: list[Path], channels: int = 3, n: int = 96, m: int = 128, patch: int = 128,
+                 val: list[Path] | None = None, val_count: int = 8):
+        if patch % 64:
+            raise UsageError(f"--patch must be a multiple of 64 (the codec downsamples 64x), got {patch}")
+        if channels not in (1, 3):
+            raise UsageError("--channels must be 1 (grey) or 3 (colour)")
+        self.data = [Path(d) for d in data]
+        self.channels, self.n, self.m, self.patch = channels, n, m, patch
+        self.val = [Path(v) for v in val] if val else None
+        self.val_count = val_count
+
+    def build_model(self):
+        from ..models.hyperprior import ScaleHyperprior
+
+        return ScaleHyperprior(in_channels=self.channels, n=self.n, m=self.m)
+
+    def adopt_init(self, model):
+        if getattr(model, "arch_name", None) != "scale_hyperprior":
+            raise UsageError(f"--init model '{model.card.name}' is for the {model.card.task} task, not a codec; "
+                             "give one from `aetool models` or a file from `aetool train compress`")
+        if model.config.get("in_channels") != self.channels:
+            raise UsageError(f"--init model '{model.card.name}' has {model.config.get('in_channels')} channels, "
+                             f"but --channels is {self.channels}")
+        return model
+
+    def prepare(self, device: str) -> None:
+        import torch
+
+        self.split = split_files(self.data, self.val, self.val_count)
+        self.warnings = self.split.warnings
+        images, val_images = load_split(self.split, self.channels, self.patch, f"--patch {self.patch}", 64)
+        self.train_count = len(images)
+        self.sampler = PatchSampler(images, self.patch)
+        self.val_crops = []
+        for c in center_crops(val_images, VAL_CROP):
+            h, w = (c.shape[0] // 64) * 64, (c.shape[1] // 64) * 64
+            self.val_crops.append(np.ascontiguousarray(c[:h, :w]))
+        self._torch = torch
+
+    def sample_batch(self, rng: np.random.Generator, gen, batch_size: int, device: str):
+        torch = self._torch
+        x = torch.from_numpy(self.sampler.sample(rng, batch_size)).permute(0, 3, 1, 2).float().div_(255)
+        # Quality levels 1..L, drawn per patch: every level is trained in every batch on average.
+        quality = torch.randint(1, len(LAMBDAS) + 1, (batch_size,), generator=gen).float()
+        return x.to(device=device, memory_format=torch.channels_last), quality.to(device)
+
+    def loss(self, model, batch):
+        from ..entropy import bits
+
+        x, quality = batch
+        out = model(x, quality)
+        pixels = x.shape[2] * x.shape[3]
+        rate = (bits(out["y_likelihood"]) + bits(out["z_likelihood"])) / pixels
+        mse = (out["x_hat"].float() - x).square().flatten(1).mean(1)
+        lam = model.lambdas[(quality - 1).long().clamp(0, model.levels - 1)]
+        return (rate + lam * 255 ** 2 * mse).mean()
+
+    def validate(self, model, device: str) -> float:
+        """PSNR (RGB, 8-bit rounded) at VAL_BPP of the estimated rate, over the validation crops:
+        each crop coded at every quality level, the mean (rate, PSNR) curve interpolated."""
+        torch = self._torch
+        rates, psnrs = [], []
+        for q in range(1, model.levels + 1):
+            total_bits, total_pixels, level_psnr = 0.0, 0, []
+            for c in self.val_crops:
+                x = torch.from_numpy(c).permute(2, 0, 1)[None].float().div(255).to(device)
+                x_hat, b = model.estimate(x, q)
+                out = (x_hat * 255).round().cpu()[0].permute(1, 2, 0).numpy()
+                mse = np.mean((out.astype(np.float64) - c.astype(np.float64)) ** 2)
+                level_psnr.append(10 * np.log10(255 ** 2 / max(mse, 1e-10)))
+                total_bits += b
+                total_pixels += c.shape[0] * c.shape[1]
+            rates.append(total_bits / total_pixels)
+            psnrs.append(float(np.mean(level_psnr)))
+        self.last_curve = {"bpp": [round(r, 4) for r in rates], "psnr": [round(p, 3) for p in psnrs]}
+        return psnr_at_rate(rates, psnrs, VAL_BPP)
+
+    def description(self) -> str:
+        kind = "grey" if self.channels == 1 else "colour"
+        return (f"Variational autoencoder with a scale hyperprior (GDN transforms, N={self.n}, M={self.m}) and gain "
+                f"units for a continuous quality 1-8, for {kind} images; no autoregressive context.")
+
+    def data_description(self) -> dict:
+        return {"folders": [str(d) for d in self.data], "train_images": self.train_count, "patch": self.patch,
+                "loss": "bpp + lambda * 255^2 * MSE, lambda of a random quality level 1-8 per patch"}
+
+    def validation_description(self) -> dict:
+        return {"files": [f.name for f in self.split.val], "held_out": self.split.held_out, "crop": VAL_CROP,
+                "metric": f"RGB PSNR at {VAL_BPP} bpp of the model's estimated rate (8 quality levels, "
+                          "interpolated)", "curve": getattr(self, "last_curve", None)}
