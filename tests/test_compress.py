@@ -172,3 +172,17 @@ def test_size_option_parsing():
     assert parse_size("150KB") == 150_000 and parse_size("1.5MiB") == 1_572_864 and parse_size("2000") == 2000
     with pytest.raises(UsageError):
         parse_size("big")
+
+
+def test_large_images_are_coded_in_tiles_with_the_untiled_result(codec):
+    img = structured_image(150, 230).astype(np.float32) / 255
+    whole = codec.encode(img, 5)
+    codec.tile = 64
+    try:
+        tiled = codec.encode(img, 5)
+        tiled_pic, _ = codec.decode(tiled)
+    finally:
+        codec.tile = 1024
+    whole_pic, _ = codec.decode(whole)
+    assert tiled == whole  # the latents, hence the bytes, are the same
+    assert np.abs(tiled_pic.pixels - whole_pic.pixels).max() < 1e-4

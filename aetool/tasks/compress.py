@@ -28,6 +28,10 @@ from ..registry import default_model, find_card, load_model, verify_model
 QUALITY_MIN, QUALITY_MAX = 1.0, 8.0
 DEFAULT_QUALITY = 4.0
 CODER_RANGE = 1  # the container's coder id: constriction's range coder, integer tables of 2^16
+LATENT_STRIDE = 16  # the analysis divides height and width by this
+TILE_PIXELS = 1024  # large images are transformed in tiles of this many pixels a side (a multiple of 64)
+ANALYSIS_MARGIN = 64  # pixels of context per side: the analysis sees 61 (4 stride-2 5x5 convolutions)
+SYNTHESIS_MARGIN = 4  # latent pixels of context per side, 64 output pixels: more than the synthesis sees
 
 __all__ = ["Codec", "compress", "decompress", "EXTENSION"]
 
@@ -48,7 +52,7 @@ class Codec:
             raise UsageError(f"model '{self.card.name}' is for the {self.card.task} task, not for compression")
         verify_model(self.card)
         self._model = None
-        self._known: dict[str, object] = {}
+        self.tile = TILE_PIXELS  # image pixels per tile side of the float transforms
 
     @property
     def model(self):
@@ -124,13 +128,42 @@ class Codec:
         return self._code(features, q, *extras)[0], {"quality": q}
 
     def _analyse(self, pixels: np.ndarray):
-        """The analysis transform's output before any gain (the costly part of encoding)."""
-        import torch
-
+        """The analysis transform's output before any gain (the costly part of encoding), over
+        tiles for large images (see _tiled)."""
         model = self.model
         x = self._padded(pixels if pixels.shape[2] == 3 else np.repeat(pixels, 3, axis=2), model.multiple)
+        return self._tiled(model.analysis, x, self.tile, ANALYSIS_MARGIN, LATENT_STRIDE, shrink=True)
+
+    def _synthesise(self, y_scaled):
+        """The synthesis transform of the (gain-scaled) latent, over tiles for large images."""
+        return self._tiled(self.model.synthesis, y_scaled, self.tile, SYNTHESIS_MARGIN, LATENT_STRIDE, shrink=False)
+
+    def _tiled(self, fn, x, tile: int, margin: int, stride: int, shrink: bool):
+        """Run `fn` (a transform that divides (shrink) or multiplies the size by `stride`) over tiles
+        of `tile` image pixels (tile / stride latent pixels for the synthesis) with `margin` input pixels of context on each side, keeping each tile's
+        core: memory stays bounded by the tile, and since the margin covers the transform's
+        receptive field, the result equals the untiled one up to float rounding (tested).
+        Tile corners stay on the stride grid, so every tile's output lines up exactly."""
+        import torch
+
+        tile = tile if shrink else tile // stride
+        _, _, h, w = x.shape
         with torch.inference_mode():
-            return model.analysis(x).float()
+            if h <= tile + 2 * margin and w <= tile + 2 * margin:
+                return fn(x).float()
+            scale = (lambda n: n // stride) if shrink else (lambda n: n * stride)
+            out = None
+            for y0 in range(0, h, tile):
+                for x0 in range(0, w, tile):
+                    y1, x1 = min(h, y0 + tile), min(w, x0 + tile)
+                    ya, xa = max(0, y0 - margin), max(0, x0 - margin)
+                    yb, xb = min(h, y1 + margin), min(w, x1 + margin)
+                    part = fn(x[:, :, ya:yb, xa:xb]).float()
+                    if out is None:
+                        out = torch.empty(x.shape[0], part.shape[1], scale(h), scale(w))
+                    out[:, :, scale(y0):scale(y1), scale(x0):scale(x1)] = \
+                        part[:, :, scale(y0 - ya):scale(y1 - ya), scale(x0 - xa):scale(x1 - xa)]
+            return out
 
     def _code(self, features, quality: float, shape, alpha, bit_depth, icc, exif, reconstruct: bool = False):
         """Quantise at `quality`, entropy-code, pack: (bytes, the decoder's reconstruction or None)."""
@@ -150,7 +183,7 @@ class Codec:
             indices = model.scale_indices(z, hyper_gain_int)
             out = None
             if reconstruct:
-                x_hat = model.synthesis(y * inverse_gain).float().clamp(0, 1)[0, :, :h, :w].permute(1, 2, 0).numpy()
+                x_hat = self._synthesise(y * inverse_gain).clamp(0, 1)[0, :, :h, :w].permute(1, 2, 0).numpy()
                 out = np.round((x_hat if c == 3 else x_hat.mean(axis=2, keepdims=True)) * 255)
         z_np, y_np = z[0].long().numpy(), y[0].long().numpy()
         z_coder, y_coder = stream.queue.RangeEncoder(), stream.queue.RangeEncoder()
@@ -214,7 +247,7 @@ class Codec:
             raise ImageError(f"the coded data cannot be decoded ({exc})") from None
         with torch.inference_mode():
             _, inverse_gain, _, _ = model.gains(torch.tensor([e.quality]))
-            x_hat = model.synthesis(torch.from_numpy(y).float()[None] * inverse_gain).float().clamp(0, 1)
+            x_hat = self._synthesise(torch.from_numpy(y).float()[None] * inverse_gain).clamp(0, 1)
         out = x_hat[0, :, :e.height, :e.width].permute(1, 2, 0).numpy()
         if e.channels == 1:
             out = out.mean(axis=2, keepdims=True)
