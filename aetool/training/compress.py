@@ -123,3 +123,29 @@ class CompressTask:
         return {"files": [f.name for f in self.split.val], "held_out": self.split.held_out, "crop": VAL_CROP,
                 "metric": f"RGB PSNR at {VAL_BPP} bpp of the model's estimated rate (8 quality levels, "
                           "interpolated)", "curve": getattr(self, "last_curve", None)}
+
+
+def add_coding_tables(path: Path) -> None:
+    """Write the integer coding tables into a codec's weights file that lacks them (one exported
+    by a trainer older than the tables), and update its card's sha256: the weights themselves
+    are unchanged. `python -c "from aetool.training.compress import add_coding_tables as a; a('F')"`."""
+    import json
+    import os
+
+    from ..registry import find_card, load_model, save_weights, sha256_of
+
+    path = Path(path)
+    card = find_card(str(path))
+    model = load_model(card, "cpu")
+    if model.tables_ready:
+        return
+    model.update_tables()
+    tmp = path.with_name(path.name + ".tmp")
+    save_weights(model, tmp, "compress")
+    os.replace(tmp, path)
+    card_path = path.with_suffix(".json")
+    data = json.loads(card_path.read_text())
+    data["sha256"] = sha256_of(path)
+    data.setdefault("training", {})["tables"] = ("added after training by aetool.training.compress."
+                                                 "add_coding_tables (the run's trainer predated them)")
+    card_path.write_text(json.dumps(data, indent=2) + "\n")
