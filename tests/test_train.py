@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -235,3 +237,121 @@ def test_a_short_run_has_a_loss_curve(train_dir, tmp_path):
     long = History(step=list(range(20, 20001, 20)), loss=list(np.linspace(1, 0.1, 1000)))
     steps, loss = loss_curve(long)  # smoothed over 5 points
     assert len(steps) == len(loss) == 996 and steps[-1] == 20000
+
+
+def test_lr_schedule_over_a_time_budget():
+    from aetool.training.loop import TrainConfig, lr_at
+
+    steps = TrainConfig(out="x.safetensors", steps=1000, warmup=100, lr=1e-3, lr_min=1e-5)
+    assert lr_at(steps, 0) == pytest.approx(1e-5) and lr_at(steps, 99) == pytest.approx(1e-3)
+    assert lr_at(steps, 1000) == pytest.approx(1e-5) and lr_at(steps, 500, seconds=1e9) == lr_at(steps, 500)
+    timed = TrainConfig(out="x.safetensors", steps=100000, minutes=2, warmup=100, lr=1e-3, lr_min=1e-5)
+    assert lr_at(timed, 500, seconds=0) == pytest.approx(1e-3, rel=1e-3)  # by time, the cosine starts
+    assert lr_at(timed, 500, seconds=60) == pytest.approx(lr_at(steps, 550))  # half the budget: half the cosine
+    assert lr_at(timed, 200, seconds=120) == pytest.approx(1e-5)  # the budget spent: --lr-min
+    assert lr_at(timed, 9, seconds=1) == pytest.approx(1e-4)  # warming up (by steps)
+    assert lr_at(timed, 9, seconds=119.9) < 1e-5 + 1e-7  # a budget shorter than the warm-up still ends low
+    bounded = TrainConfig(out="x.safetensors", steps=1000, minutes=2, warmup=100, lr=1e-3, lr_min=1e-5)
+    assert lr_at(bounded, 500, seconds=6) == pytest.approx(lr_at(timed, 500, seconds=60))  # --steps further on
+    assert lr_at(bounded, 1000, seconds=1) == pytest.approx(1e-5)  # --steps, the upper bound, reached first
+
+
+def test_minutes_stops_by_time_validates_and_resumes(train_dir, tmp_path):
+    import re
+
+    out = tmp_path / "timed.safetensors"
+    args = ["train", "denoise", "--data", str(train_dir), "--out", str(out), "--steps", "100000",
+            "--val-every", "100000", "--lr", "1e-3", "--lr-min", "1e-5", *TINY]
+    r = runner.invoke(app, [*args, "--minutes", "0.05"])
+    assert r.exit_code == 0, r.output
+    assert "time budget of 0.05 min reached" in r.output
+    training = json.loads(out.with_suffix(".json").read_text())["training"]
+    assert training["minutes"] == 0.05 and "--minutes 0.05" in training["command"]
+    assert 1 <= training["steps"] < 100000 and training["seconds"] >= 3
+    history = json.loads(out.with_name("timed.history.json").read_text())
+    assert history["seconds"] >= 3.0 and history["val_step"] == [training["steps"]]  # validated at the end
+    assert history["step"][-1] == training["steps"]  # the last partial loss point too
+    last_lr = float(re.findall(r"lr ([0-9.e+-]+) \(last step\)", r.output)[-1])
+    assert 1e-5 <= last_lr < 1e-5 + 0.05 * (1e-3 - 1e-5)  # a run cut by time ends near --lr-min
+    # --resume with the same budget: spent, so nothing more is trained; with a larger one it goes on.
+    steps = training["steps"]
+    r = runner.invoke(app, [*args, "--minutes", "0.05", "--resume"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.with_suffix(".json").read_text())["training"]["steps"] == steps
+    r = runner.invoke(app, [*args, "--minutes", "0.07", "--resume"])
+    assert r.exit_code == 0, r.output
+    training = json.loads(out.with_suffix(".json").read_text())["training"]
+    assert training["steps"] > steps and training["minutes"] == 0.07 and training["seconds"] >= 4
+    r = runner.invoke(app, [*args, "--minutes", "0"])
+    assert r.exit_code == 2 and "--minutes must be positive" in r.output
+
+
+GPU_TRAIN = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_train.sh"
+
+
+def _gpu_train(out, total, data_root, only, batch="2"):
+    """benchmarks/gpu_train.sh as it is run on a GPU machine, here on the CPU with tiny data."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, AETOOL_GPU_TRAIN_ONLY=only, AETOOL_GPU_TRAIN_BATCH=batch, PYTHON=sys.executable,
+               OMP_NUM_THREADS="1")
+    return subprocess.run(["bash", str(GPU_TRAIN), str(out), total, str(data_root)], env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def _shared_data_like(root, card_name, size=(100, 120)):
+    """A tiny DATA_ROOT laid out like ../shared/data: the folders the card names, 3 images each."""
+    card = json.loads((GPU_TRAIN.parent.parent / "weights" / f"{card_name}.json").read_text())
+    for i, folder in enumerate(card["training"]["data"]["folders"]):
+        assert folder.startswith("../shared/data/")
+        d = root / folder[len("../shared/data/"):]
+        d.mkdir(parents=True)
+        for k in range(3):
+            Image.fromarray(structured_image(*size, channels=card["channels"], seed=10 * i + k)).save(d / f"{k}.png")
+    return card
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_gpu_train_script_runs_unattended_on_cpu(tmp_path):
+    """The smallest shipped model (upscale-x2), 0.05 minutes in all: the script's whole path once."""
+    shipped = _shared_data_like(tmp_path / "data", "upscale-x2")
+    out = tmp_path / "out"
+    r = _gpu_train(out, "0.05", tmp_path / "data", "upscale-x2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith("upscale-x2.ckpt")) == [
+        "summary.txt", "upscale-x2.history.json", "upscale-x2.json", "upscale-x2.log", "upscale-x2.png",
+        "upscale-x2.safetensors"]
+    card = json.loads((out / "upscale-x2.json").read_text())
+    training = card["training"]
+    assert card["name"] == "upscale-x2" and card["config"] == shipped["config"]
+    assert training["init"] == "upscale-x2" and training["init_from"]["sha256"] == shipped["sha256"]
+    assert 0 < training["minutes"] <= 0.05 and training["steps"] >= 1 and training["batch_size"] == 2
+    assert training["data"]["folders"] == [str(tmp_path / "data" / "train" / f) for f in ("bsd200", "t91")]
+    assert training["data"]["degradation"] == "bicubic" and "--scale 2" in training["command"]
+    assert training["lr"] == pytest.approx(shipped["training"]["lr"] / 4)
+    log = (out / "upscale-x2.log").read_text()
+    assert log.startswith("$ ") and "time budget of" in log
+    row = [line for line in r.stdout.splitlines() if line.startswith("upscale-x2 ")]
+    assert len(row) == 1 and f"{shipped['training']['final_val_psnr']:.3f} -> " in row[0] and row[0].endswith("ok")
+    assert (out / "summary.txt").read_text().strip() in r.stdout
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_gpu_train_script_goes_on_after_a_failure(tmp_path):
+    """A model without its data and one whose data breaks its trainer: both logged, both in the
+    summary, exit status 1; an unknown model name is a usage error before anything runs."""
+    gray = tmp_path / "data" / "train" / "bsd400-gray"
+    gray.mkdir(parents=True)
+    (gray / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "out"
+    r = _gpu_train(out, "0.05", tmp_path / "data", "denoise-color,denoise-gray")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "data folder(s) missing" in (out / "denoise-color.log").read_text()
+    assert "cannot read" in (out / "denoise-gray.log").read_text()
+    rows = [line for line in r.stdout.splitlines() if line.startswith("denoise-")]
+    assert len(rows) == 2 and "not run: data folder(s) missing" in rows[0] and "FAILED: exit status 2" in rows[1]
+    assert "2 of 2 model(s) failed" in r.stderr
+    r = _gpu_train(tmp_path / "out2", "0.05", tmp_path / "data", "denoise-color,no-such-model")
+    assert r.returncode == 2 and "no shipped model named no-such-model" in r.stderr

@@ -20,7 +20,12 @@ Out = Annotated[Path, typer.Option("--out", "-o", metavar="FILE",
                                    help="Weights file to write (.safetensors); its card, plot and "
                                    "checkpoint are written beside it.")]
 BatchSize = Annotated[int, typer.Option(metavar="N", help="Patches per step.")]
-Steps = Annotated[int, typer.Option(metavar="N", help="Optimiser steps in total.")]
+Steps = Annotated[int, typer.Option(metavar="N", help="Optimiser steps in total (with --minutes: at most).")]
+Minutes = Annotated[Optional[float], typer.Option(metavar="M",
+                                                  help="Train for M minutes (data loading not counted; after "
+                                                  "--resume, in all), then validate and write the weights as "
+                                                  "usual: the learning-rate schedule runs over the time instead "
+                                                  "of --steps, which stays an upper bound.", show_default=False)]
 Lr = Annotated[float, typer.Option(metavar="RATE", help="Peak learning rate (Adam).")]
 LrMin = Annotated[float, typer.Option(metavar="RATE", help="Final learning rate of the cosine schedule.")]
 Warmup = Annotated[int, typer.Option(metavar="STEPS", help="Linear warm-up steps.")]
@@ -50,8 +55,8 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output (
 
 
 # name: (option, default); a trainer may change a default (train_command(batch_size=8)).
-TRAIN_OPTIONS = {"batch_size": (BatchSize, 16), "steps": (Steps, 20000), "lr": (Lr, 4e-4), "lr_min": (LrMin, 1e-6),
-                 "warmup": (Warmup, 200), "val": (Val, None), "val_count": (ValCount, 8),
+TRAIN_OPTIONS = {"batch_size": (BatchSize, 16), "steps": (Steps, 20000), "minutes": (Minutes, None), "lr": (Lr, 4e-4),
+                 "lr_min": (LrMin, 1e-6), "warmup": (Warmup, 200), "val": (Val, None), "val_count": (ValCount, 8),
                  "val_every": (ValEvery, 500), "checkpoint_minutes": (CheckpointMinutes, 5.0), "init": (Init, None),
                  "resume": (Resume, False), "device": (Device, "auto"), "precision": (Precision, "auto"),
                  "threads": (Threads, 0), "seed": (Seed, 0), "name": (Name, None), "quiet": (Quiet, False)}
@@ -88,7 +93,7 @@ def run_training(task, values: dict, command: str) -> None:
     from ..training.loop import TrainConfig, train
 
     check_names(values["device"], values["precision"])
-    keys = ("out", "steps", "batch_size", "patch", "lr", "lr_min", "warmup", "seed", "device", "precision",
+    keys = ("out", "steps", "minutes", "batch_size", "patch", "lr", "lr_min", "warmup", "seed", "device", "precision",
             "val_every", "checkpoint_minutes", "resume", "init", "threads", "name", "quiet")
     summary = train(TrainConfig(**{k: values[k] for k in keys}, command=command), task)
     if not values["quiet"]:

@@ -26,6 +26,7 @@ from ..errors import UsageError
 class TrainConfig:
     out: Path
     steps: int = 20000
+    minutes: float | None = None  # a time budget for the loop (see lr_at); --steps stays an upper bound
     batch_size: int = 16
     patch: int = 64
     lr: float = 4e-4
@@ -80,11 +81,22 @@ def machine_description(device: str) -> str:
     return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
-def lr_at(cfg: TrainConfig, step: int) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * min(1.0, t)))
+def lr_at(cfg: TrainConfig, step: int, seconds: float = 0.0) -> float:
+    """The learning rate of `step`, `seconds` of training into the run: a linear warm-up over
+    --warmup steps, then a cosine from --lr down to --lr-min.
+
+    By steps (no --minutes) the cosine runs from the end of the warm-up to --steps. With a time
+    budget (--minutes) it runs over the budget instead: progress is seconds / budget, or step /
+    --steps when that is further on, so that a run cut by either limit ends at --lr-min; the
+    warm-up still counts steps and caps the rate from the start (the lower of the two), so even a
+    budget shorter than the warm-up ends low."""
+    def cosine(t: float) -> float:
+        return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * min(1.0, max(0.0, t))))
+
+    warm = cfg.lr * (step + 1) / cfg.warmup if step < cfg.warmup else math.inf
+    if cfg.minutes is None:
+        return warm if step < cfg.warmup else cosine((step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return min(warm, cosine(max(seconds / (60 * cfg.minutes), step / cfg.steps)))
 
 
 def checkpoint_paths(out: Path) -> tuple[Path, Path]:
@@ -173,6 +185,8 @@ def check_config(cfg: TrainConfig) -> None:
             raise UsageError(f"{flag} must be at least {least}, got {value}")
     if not cfg.lr > 0:
         raise UsageError(f"--lr must be positive, got {cfg.lr:g}")
+    if cfg.minutes is not None and not (cfg.minutes > 0 and math.isfinite(cfg.minutes)):
+        raise UsageError(f"--minutes must be positive, got {cfg.minutes:g}")
     if cfg.lr_min < 0:
         raise UsageError(f"--lr-min must be 0 or more, got {cfg.lr_min:g}")
 
@@ -204,6 +218,8 @@ def train(cfg: TrainConfig, task) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
+    if device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True  # fixed patch sizes: let cuDNN pick its fastest kernels
     amp_dtype = autocast_dtype(cfg.precision, device)
     out = Path(cfg.out).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -228,21 +244,33 @@ def train(cfg: TrainConfig, task) -> dict:
     for warning in getattr(task, "warnings", ()):  # about the data: printed even with --quiet
         print(f"aetool: warning: {warning}", file=sys.stderr, flush=True)
 
+    # Training time runs from here (data loading in prepare() excluded) and goes on from the
+    # checkpoint's history.seconds after --resume, so a time budget continues where it stopped.
     started = time.time() - history.seconds
+    budget = None if cfg.minutes is None else 60 * cfg.minutes
     last_ckpt = time.time()
     interactive = sys.stderr.isatty() and not cfg.quiet
     progress = None
+
+    def where() -> str:
+        if budget is None:
+            return f"step {step}/{cfg.steps}"
+        return f"step {step}  {(time.time() - started) / 60:.2f}/{cfg.minutes:g} min"
+
+    def bar_position() -> float:
+        return step if budget is None else min(budget, time.time() - started)
+
     if interactive:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         progress = Progress(TextColumn("[bold]train {task.fields[name]}"), BarColumn(),
-                            TextColumn("{task.completed}/{task.total}"),
+                            TextColumn("{task.fields[where]}"),
                             TextColumn("loss {task.fields[loss]:.4f}  val {task.fields[val]} dB  "
                                        "{task.fields[speed]:.2f} step/s"),
                             TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
         progress.start()
-        bar = progress.add_task("train", total=cfg.steps, completed=step, name=task.name, loss=0.0,
-                                val="-", speed=0.0)
+        bar = progress.add_task("train", total=cfg.steps if budget is None else budget, completed=bar_position(),
+                                name=task.name, where=where(), loss=0.0, val="-", speed=0.0)
 
     def log(msg: str) -> None:
         if not cfg.quiet and not interactive:
@@ -273,9 +301,14 @@ def train(cfg: TrainConfig, task) -> dict:
     every = loss_interval(cfg.steps)
     t_window = time.time()
     steps_window = 0
+    lr = lr_at(cfg, step, time.time() - started)
     try:
         while step < cfg.steps:
-            lr = lr_at(cfg, step)
+            elapsed = time.time() - started
+            if budget is not None and elapsed >= budget:
+                log(f"time budget of {cfg.minutes:g} min reached at step {step}")
+                break
+            lr = lr_at(cfg, step, elapsed)
             for g in opt.param_groups:
                 g["lr"] = lr
             batch = task.sample_batch(rng, gen, cfg.batch_size, device)
@@ -297,13 +330,14 @@ def train(cfg: TrainConfig, task) -> dict:
             speed = steps_window / max(1e-9, time.time() - t_window)
             if step % cfg.val_every == 0 or step == cfg.steps:
                 psnr = validate_now()
-                log(f"step {step}/{cfg.steps}  loss {history.loss[-1] if history.loss else lv:.4f}  "
+                log(f"{where()}  loss {history.loss[-1] if history.loss else lv:.4f}  "
                     f"val {psnr:.2f} dB  lr {lr:.2e}  {speed:.2f} step/s")
                 t_window, steps_window = time.time(), 0
             elif step % 100 == 0:
-                log(f"step {step}/{cfg.steps}  loss {history.loss[-1]:.4f}  lr {lr:.2e}  {speed:.2f} step/s")
+                log(f"{where()}  loss {history.loss[-1]:.4f}  lr {lr:.2e}  {speed:.2f} step/s")
             if progress is not None:
-                progress.update(bar, completed=step, loss=history.loss[-1] if history.loss else lv,
+                progress.update(bar, completed=bar_position(), where=where(),
+                                loss=history.loss[-1] if history.loss else lv,
                                 val=f"{history.val_psnr[-1]:.2f}" if history.val_psnr else "-", speed=speed)
             if time.time() - last_ckpt > cfg.checkpoint_minutes * 60:
                 history.seconds = time.time() - started
@@ -319,7 +353,18 @@ def train(cfg: TrainConfig, task) -> dict:
         print(f"interrupted at step {step}; checkpoint saved, continue with the same command and --resume",
               file=sys.stderr)
         raise
+    # A run stopped by its time budget: the last partial loss point, and always a validation of
+    # the final weights (a run that ends at --steps has just had one).
+    if window:
+        history.step.append(step)
+        history.loss.append(float(np.mean(window)))
+        window.clear()
+    if not history.val_step or history.val_step[-1] != step:
+        psnr = validate_now()
+        log(f"{where()}  loss {history.loss[-1] if history.loss else float('nan'):.4f}  val {psnr:.2f} dB  "
+            f"lr {lr:.2e} (last step)")
     if progress is not None:
+        progress.update(bar, completed=bar_position(), where=where())
         progress.stop()
     history.seconds = time.time() - started
     _save_checkpoint(out, model, opt, step, rng, gen, history, cfg)
@@ -348,6 +393,8 @@ def export(model, out: Path, task, cfg: TrainConfig, history: History, step: int
                           "precision": precision_name(cfg.precision, device), "init": cfg.init,
                           "final_val_psnr": round(history.val_psnr[-1], 3) if history.val_psnr else None,
                           "validation": task.validation_description()})
+    if cfg.minutes is not None:  # the time budget (only on runs that had one)
+        card.training["minutes"] = cfg.minutes
     if cfg.init:  # provenance of the starting point, so the card tells the whole recipe
         from ..registry import find_card
 
