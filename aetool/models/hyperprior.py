@@ -123,8 +123,8 @@ class ScaleHyperprior(nn.Module):
         a = (z.double().cpu() * hyper_inverse_gain.double().cpu().view(1, -1, 1, 1)).clamp(-ACTIVATION_MAX, ACTIVATION_MAX)
         layers = self._hyper_synthesis_layers()
         for k, layer in enumerate(layers):
-            w = getattr(self, f"hs_weight_{k}").double()
-            b = getattr(self, f"hs_bias_{k}").double()
+            w = getattr(self, f"hs_weight_{k}").cpu().double()
+            b = getattr(self, f"hs_bias_{k}").cpu().double()
             if isinstance(layer, nn.ConvTranspose2d):
                 acc = torch.nn.functional.conv_transpose2d(a, w, b, stride=layer.stride, padding=layer.padding,
                                                            output_padding=layer.output_padding)

@@ -52,16 +52,22 @@ class Codec:
             raise UsageError(f"model '{self.card.name}' is for the {self.card.task} task, not for compression")
         verify_model(self.card)
         self._model = None
+        self.device = "cpu"  # set from options.device when the model loads
         self.tile = TILE_PIXELS  # image pixels per tile side of the float transforms
 
     @property
     def model(self):
         if self._model is None:
+            from ..device import resolve_device
+
             model = load_model(self.card, "cpu")
             if not model.tables_ready:
-                raise ModelError(f"{self.card.path} has no coding tables (written by an older trainer); "
-                                 "continue its training with `aetool train compress --init` to add them")
-            self._model = model
+                raise ModelError(f"{self.card.path} has no coding tables (written by an older trainer); add "
+                                 "them with aetool.training.compress.add_coding_tables(FILE)")
+            # The float transforms run on the chosen device (fp32); the integer parts, which must
+            # agree bit for bit everywhere, run on the CPU in float64 (scale_indices).
+            self.device = resolve_device(self.options.device)
+            self._model = model.to(self.device)
         return self._model
 
     def _sha_prefix(self) -> bytes:
@@ -150,7 +156,7 @@ class Codec:
         _, _, h, w = x.shape
         with torch.inference_mode():
             if h <= tile + 2 * margin and w <= tile + 2 * margin:
-                return fn(x).float()
+                return fn(x.to(self.device)).float().cpu()
             scale = (lambda n: n // stride) if shrink else (lambda n: n * stride)
             out = None
             for y0 in range(0, h, tile):
@@ -158,7 +164,7 @@ class Codec:
                     y1, x1 = min(h, y0 + tile), min(w, x0 + tile)
                     ya, xa = max(0, y0 - margin), max(0, x0 - margin)
                     yb, xb = min(h, y1 + margin), min(w, x1 + margin)
-                    part = fn(x[:, :, ya:yb, xa:xb]).float()
+                    part = fn(x[:, :, ya:yb, xa:xb].to(self.device)).float().cpu()
                     if out is None:
                         out = torch.empty(x.shape[0], part.shape[1], scale(h), scale(w))
                     out[:, :, scale(y0):scale(y1), scale(x0):scale(x1)] = \
@@ -176,9 +182,10 @@ class Codec:
         model = self.model
         h, w, c = shape
         with torch.inference_mode():
-            gain, inverse_gain, hyper_gain, hyper_inverse_gain = model.gains(torch.tensor([quality]))
+            gain, inverse_gain, hyper_gain, hyper_inverse_gain = (
+                g.cpu() for g in model.gains(torch.tensor([quality], device=self.device)))
             y = torch.round(features * gain)
-            z = torch.round(model.hyper_analysis(y.abs()).float() * hyper_gain)
+            z = torch.round(model.hyper_analysis(y.abs().to(self.device)).float().cpu() * hyper_gain)
             hyper_gain_int = torch.round(hyper_inverse_gain.view(-1).double() * 2 ** FIXED_BITS).clamp(0, 65535)
             indices = model.scale_indices(z, hyper_gain_int)
             out = None
@@ -188,8 +195,8 @@ class Codec:
         z_np, y_np = z[0].long().numpy(), y[0].long().numpy()
         z_coder, y_coder = stream.queue.RangeEncoder(), stream.queue.RangeEncoder()
         channel_ids = np.broadcast_to(np.arange(z_np.shape[0])[:, None, None], z_np.shape)
-        encode_symbols(z_coder, z_np, channel_ids, model.hyper_table.numpy(), HYPER_RANGE)
-        encode_symbols(y_coder, y_np, indices[0].numpy(), model.latent_table.numpy(), LATENT_RANGE)
+        encode_symbols(z_coder, z_np, channel_ids, model.hyper_table.cpu().numpy(), HYPER_RANGE)
+        encode_symbols(y_coder, y_np, indices[0].numpy(), model.latent_table.cpu().numpy(), LATENT_RANGE)
         data = pack(EncodedImage(
             model_name=self.card.name, model_sha256_prefix=self._sha_prefix(), coder=CODER_RANGE,
             width=w, height=h, channels=c, bit_depth=bit_depth, has_alpha=alpha is not None, quality=quality,
@@ -237,16 +244,16 @@ class Codec:
         try:
             z_decoder = stream.queue.RangeDecoder(np.frombuffer(_whole_words(e.z_stream), np.uint32).copy())
             channel_ids = np.broadcast_to(np.arange(e.z_shape[0])[:, None, None], e.z_shape)
-            z = decode_symbols(z_decoder, channel_ids, model.hyper_table.numpy(), HYPER_RANGE, e.z_shape)
+            z = decode_symbols(z_decoder, channel_ids, model.hyper_table.cpu().numpy(), HYPER_RANGE, e.z_shape)
             indices = model.scale_indices(torch.from_numpy(z)[None], torch.tensor(e.hyper_gain, dtype=torch.float64))
             y_decoder = stream.queue.RangeDecoder(np.frombuffer(_whole_words(e.y_stream), np.uint32).copy())
-            y = decode_symbols(y_decoder, indices[0].numpy(), model.latent_table.numpy(), LATENT_RANGE, e.y_shape)
+            y = decode_symbols(y_decoder, indices[0].numpy(), model.latent_table.cpu().numpy(), LATENT_RANGE, e.y_shape)
         except ImageError:
             raise
         except Exception as exc:  # the range decoder's own errors on a stream that is not ours
             raise ImageError(f"the coded data cannot be decoded ({exc})") from None
         with torch.inference_mode():
-            _, inverse_gain, _, _ = model.gains(torch.tensor([e.quality]))
+            inverse_gain = model.gains(torch.tensor([e.quality], device=self.device))[1].cpu()
             x_hat = self._synthesise(torch.from_numpy(y).float()[None] * inverse_gain).clamp(0, 1)
         out = x_hat[0, :, :e.height, :e.width].permute(1, 2, 0).numpy()
         if e.channels == 1:
