@@ -97,7 +97,10 @@ def compress_command(
     = False,
     args: o.ImageArgs = None,
 ):
-    """Compress images with a learned codec (a variational autoencoder with a hyperprior) to .aei files.
+    """Compress images to .aei files with a learned codec.
+
+    The codec is a variational autoencoder with a scale hyperprior, entropy-coded with a range
+    coder; one model serves every quality.
 
     INPUT: image files, folders, glob patterns ('photos/*.jpg', quoted), or - for one image on
     standard input. Grey images are coded with the colour model and decoded as grey; 16-bit images
@@ -127,15 +130,18 @@ def compress_command(
 
 
 def decompress_command(
-    inputs: Annotated[List[str], typer.Argument(metavar="INPUT...", show_default=False, help=".aei files, folders "
-                                                "of them, glob patterns, or - for one on standard input.")],
+    inputs: Annotated[List[str], typer.Argument(metavar="INPUT", hidden=True, show_default=False)],
     output: o.Output = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", metavar="NAME|FILE",
                                                  help="Where to find the codec the files name, when it is not "
                                                  "installed (a .safetensors file).", show_default=False)] = None,
     args: o.ImageArgs = None,
 ):
-    """Decompress .aei files to images (PNG by default, or --format)."""
+    """Decompress .aei files to images (PNG by default, or --format).
+
+    INPUT: .aei files, folders of them, glob patterns ('packed/*.aei', quoted), or - for one file
+    on standard input.
+    """
     from ..container import EXTENSION
     from ..tasks.compress import probe_encoded, read_encoded
 
@@ -156,11 +162,13 @@ def decompress_command(
 
 
 def info_command(
-    files: Annotated[List[Path], typer.Argument(metavar="FILE...", help=".aei files.", show_default=False)],
+    files: Annotated[List[Path], typer.Argument(metavar="FILE", hidden=True, show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per file.")] = False,
 ):
-    """Show what .aei files hold: format version, model and its hash, size, bit depth, bpp, alpha,
-    ICC/EXIF, coder, and the size of each section."""
+    """Show what .aei files hold.
+
+    FILE: .aei files. Prints the format version, the model and its hash, size, bit depth, bpp,
+    alpha, ICC/EXIF, the coder, and the size of each section."""
     from ..container import describe, load
     from ..errors import EXIT_OK, EXIT_SOME_FAILED, ImageError
 
