@@ -794,8 +794,8 @@ def report(args, info, counts, results, bd, target_rows, rc, unavailable) -> str
         lines += ["", f"aetool: {info.get('aetool_version') or 'version unknown'}, model {info['model_label']}, "
                       f"qualities {','.join(f'{q:g}' for q in args.sweeps['aetool'])}; run as `aetool compress IN -o "
                       "OUT --quality Q -q --json --overwrite` and `aetool decompress CODED -o DEC --format png -q --json "
-                      "--overwrite` with its other defaults (`--precision auto`, which is "
-                      f"{info.get('aetool_cpu_precision')} on this CPU)."]
+                      "--overwrite` with its other defaults (the codec's transforms run in fp32 whatever "
+                      "`--precision`)."]
     if info.get("plot_rel"):
         lines += ["", f"![PSNR against bpp, one panel per set]({info['plot_rel']})"]
     pairs = [("aetool", b) for b in BASELINES if b in ran] if "aetool" in ran else []

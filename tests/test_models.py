@@ -51,7 +51,8 @@ def test_every_card_matches_its_weights():
     assert {c.channels for c in pretrained_cards("denoise")} == {1, 3}
     assert {c.config["scale"] for c in pretrained_cards("upscale")} == {2, 3, 4}
     assert len(pretrained_cards("inpaint")) == 1
-    for task in ("denoise", "upscale", "inpaint"):
+    assert [c.name for c in pretrained_cards("compress")] == ["compress-color"]
+    for task in ("denoise", "upscale", "inpaint", "compress"):
         for card in pretrained_cards(task):
             model = load_model(card)
             assert model.config["in_channels"] == card.channels
@@ -175,3 +176,38 @@ def test_shipped_inpainter_beats_a_mean_colour_fill_without_a_halo(inpaint_case)
 def test_shipped_inpainter_beats_a_diffusion_fill(inpaint_case):
     clean, mask, filled, hole = inpaint_case
     assert hole(filled) - hole(np.round(diffusion_fill(clean, mask))) >= MIN_INPAINT_GAIN_DB["diffusion"]
+
+
+def jpeg_at_rate(img: np.ndarray, bpp: float) -> tuple[float, float]:
+    """(bpp, PSNR) of Pillow JPEG (4:2:0, optimize) at the highest quality not above `bpp`."""
+    import io
+
+    from PIL import Image
+
+    best = None
+    for q in range(5, 96):
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "JPEG", quality=q, optimize=True, subsampling=2)
+        rate = len(buf.getvalue()) * 8 / (img.shape[0] * img.shape[1])
+        if rate > bpp:
+            break
+        best = (rate, psnr(np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")), img))
+    return best
+
+
+def codec_case():
+    from aetool.tasks.compress import Codec
+
+    img = structured_image(192, 256, seed=21)
+    codec = Codec(None)
+    data, info = codec.encode_to_target(img.astype(np.float32) / 255, bpp=0.5)
+    out = np.round(codec.decode(data)[0].pixels * 255).astype(np.uint8)
+    rate = len(data) * 8 / (192 * 256)
+    return rate, psnr(out, img), jpeg_at_rate(img, rate)
+
+
+@pytest.mark.xfail(strict=True, reason="known gap (session 4): compress-color has had 14,120 CPU steps of a "
+                   "scale hyperprior that needs hundreds of thousands; at about 0.5 bpp it is below Pillow JPEG")
+def test_shipped_codec_beats_jpeg_at_half_a_bit_per_pixel():
+    rate, ours, (jpeg_rate, jpeg) = codec_case()
+    assert rate <= 0.5 and ours >= jpeg + 1.0, (rate, ours, jpeg_rate, jpeg)
