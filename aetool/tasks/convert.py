@@ -33,21 +33,23 @@ def _apply(image, run: Transform, name: str):
     raise TypeError(f"{name}() takes a PIL image, numpy array or torch tensor, not {type(image).__name__}")
 
 
-def _apply_array(a: np.ndarray, run: Transform) -> np.ndarray:
+def _split_array(a: np.ndarray) -> tuple[np.ndarray, "np.ndarray | None", float]:
+    """An (H, W) or (H, W, C) array as (H, W, C') float32 colour in [0, 1], its alpha plane or None,
+    and the scale its integers had (255, 65535, or 1 for floats)."""
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 2, 3, 4)):
         raise UsageError(f"expected an (H, W) or (H, W, C) image array with C in 1-4, got shape {a.shape}")
-    if a.dtype == np.uint8:
-        scale = 255.0
-    elif a.dtype == np.uint16:
-        scale = 65535.0
-    else:
-        scale = 1.0
+    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(a.dtype, 1.0)
     x = a.astype(np.float32) / scale
     x3 = x[..., None] if x.ndim == 2 else x
-    has_alpha = x3.shape[2] in (2, 4)
-    colour = np.ascontiguousarray(x3[..., :-1] if has_alpha else x3)
-    out, out_alpha = run(colour, x3[..., -1] if has_alpha else None)
-    if has_alpha:
+    if x3.shape[2] in (2, 4):
+        return np.ascontiguousarray(x3[..., :-1]), np.ascontiguousarray(x3[..., -1]), scale
+    return np.ascontiguousarray(x3), None, scale
+
+
+def _apply_array(a: np.ndarray, run: Transform) -> np.ndarray:
+    colour, alpha, scale = _split_array(a)
+    out, out_alpha = run(colour, alpha)
+    if alpha is not None:
         out = np.concatenate([out, out_alpha[..., None]], axis=2)
     out = out[..., 0] if a.ndim == 2 else out
     if scale == 1.0:
@@ -88,13 +90,5 @@ def to_float_planes(image) -> tuple[np.ndarray, "np.ndarray | None", int]:
         if not isinstance(image, torch.Tensor):
             raise TypeError(f"expected a PIL image, numpy array or torch tensor, not {type(image).__name__}")
         a = image.detach().float().cpu().permute(1, 2, 0).numpy()
-    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 2, 3, 4)):
-        raise UsageError(f"expected an (H, W) or (H, W, C) image array with C in 1-4, got shape {a.shape}")
-    if a.dtype == np.uint16:
-        bits = 16
-    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(a.dtype, 1.0)
-    x = a.astype(np.float32) / scale
-    x = x[..., None] if x.ndim == 2 else x
-    if x.shape[2] in (2, 4):
-        return np.ascontiguousarray(x[..., :-1]), np.ascontiguousarray(x[..., -1]), bits
-    return np.ascontiguousarray(x), None, bits
+    colour, alpha, scale = _split_array(a)
+    return colour, alpha, 16 if scale == 65535.0 else bits
