@@ -398,7 +398,10 @@ def _exif_as_written(exif: bytes, width: int, height: int, dpi: tuple[float, flo
     from PIL import Image, TiffImagePlugin
 
     tags = Image.Exif()
-    tags.load(b"Exif\x00\x00" + exif)
+    try:
+        tags.load(b"Exif\x00\x00" + exif)
+    except Exception:  # EXIF that Pillow cannot parse (Pillow raises many types): kept as it came
+        return exif
     changed = False
     size_tags = tags.get_ifd(_EXIF_IFD) if _EXIF_IFD in tags else {}  # get_ifd would add an empty one
     for tag, value in ((_PIXEL_X_DIMENSION, width), (_PIXEL_Y_DIMENSION, height)):
@@ -423,7 +426,10 @@ def _tiff_tags(pic: Picture):
 
     tags = Image.Exif()
     if pic.exif:
-        tags.load(b"Exif\x00\x00" + pic.exif)
+        try:
+            tags.load(b"Exif\x00\x00" + pic.exif)
+        except Exception:  # unparsable EXIF cannot become TIFF tags: left out rather than fail the file
+            tags = Image.Exif()
         for sub_ifd in (_EXIF_IFD, _GPS_IFD):
             tags.pop(sub_ifd, None)
     if pic.xmp:

@@ -304,7 +304,7 @@ def parse_args(argv=None):
     ap.add_argument("--size-targets", type=csv, default=["10KB", "20KB"],
                     help="values given to --size as they are (default 10KB,20KB); read here with "
                          "KB = 1000 bytes, KiB = 1024")
-    ap.add_argument("--psnr-targets", type=numbers, default=[30.0, 34.0], help="dB, default 30,34")
+    ap.add_argument("--psnr-targets", type=numbers, default=[26.0, 29.0], help="dB, default 26,29")
     ap.add_argument("--plot", default=str(ROOT / "docs" / "compress-rd.png"),
                     help="the rate-distortion plot (default docs/compress-rd.png; '' or 'none' for none)")
     ap.add_argument("--plot-max-bpp", type=float, default=None,
@@ -539,16 +539,24 @@ def rate_control(args, name: str, inp: Path, refs, mp: float, work: Path) -> lis
 
 
 def rc_miss(kind: str, target: float, row: dict, ref: np.ndarray) -> dict:
-    """The miss of one image and whether it is within the tolerance. A rate (bpp, size) under the
-    target by more than the tolerance is excused when aetool reports it used its top quality."""
-    top = row.get("reported_quality") is not None and row["reported_quality"] >= AETOOL_QUALITY_RANGE[1]
+    """The miss of one image and whether it is within the tolerance. Where the target lies beyond
+    the model's range for that image, aetool writes its nearest end with a warning, as the issue
+    asks: a miss on that side is excused when aetool reports that end's quality (top quality: a
+    rate under the target, a PSNR below it; bottom quality: a rate over it, a PSNR above it)."""
+    q = row.get("reported_quality")
+    top = q is not None and q >= AETOOL_QUALITY_RANGE[1]
+    bottom = q is not None and q <= AETOOL_QUALITY_RANGE[0]
     if kind in ("bpp", "size"):
         actual = row["bpp"] if kind == "bpp" else row["bytes"]
         miss = (actual - target) / target
-        ok = -RATE_TOLERANCE <= miss <= 0 or (miss < 0 and top)
-        return {"miss": miss, "ok": bool(ok), "at_top_quality": top}
-    miss = row["psnr"] - target
-    return {"miss": miss, "ok": bool(0 <= miss <= PSNR_TOLERANCE), "at_top_quality": top}
+        within = -RATE_TOLERANCE <= miss <= 0
+        excused = not within and ((miss < 0 and top) or (miss > 0 and bottom))
+    else:
+        miss = row["psnr"] - target
+        within = 0 <= miss <= PSNR_TOLERANCE
+        excused = not within and ((miss < 0 and top) or (miss > 0 and bottom))
+    return {"miss": miss, "ok": bool(within or excused), "excused": bool(excused), "at_top_quality": top,
+            "at_bottom_quality": bottom}
 
 
 def rc_summary(kind: str, rows: list[dict]) -> dict:
@@ -559,16 +567,20 @@ def rc_summary(kind: str, rows: list[dict]) -> dict:
         s["error"] = f"{len(bad)} of {len(rows)} images failed ({bad[0]['file']}: {bad[0].get('error')})"[:300]
     if done:
         misses = [r["miss"] for r in done]
-        excused = [r for r in done if r["ok"] and r["at_top_quality"] and r["miss"] < -RATE_TOLERANCE]
+        excused = [r for r in done if r.get("excused")]
         s.update({"mean_miss": float(np.mean(misses)), "min_miss": float(min(misses)),
-                  "max_miss": float(max(misses)), "excused_at_top_quality": len(excused)})
+                  "max_miss": float(max(misses)), "excused": len(excused)})
+        within = [r["miss"] for r in done if r["ok"] and not r.get("excused")]
+        if within:  # the accuracy where the target was reachable
+            s.update({"mean_miss_within_range": float(np.mean(within)),
+                      "worst_miss_within_range": float(min(within) if kind != "psnr" else max(within))})
         if kind == "psnr":
             s["mean_psnr"] = float(np.mean([r["psnr"] for r in done]))
         s["mean_bpp"] = float(np.mean([r["bpp"] for r in done]))
     if done and len(done) == len(rows) and s["images_ok"] == len(rows):
         # every image within, or under the target at quality 8; if all are the latter, the target lies
         # beyond the model's range and says nothing about the rate control's accuracy
-        s["result"] = "n/a (above the rate of quality 8)" if s.get("excused_at_top_quality") == len(rows) else "PASS"
+        s["result"] = "n/a (beyond the model's range for every image)" if s.get("excused") == len(rows) else "PASS"
     else:
         s["result"] = "MISS"
     return s
@@ -707,7 +719,8 @@ def speed_table(results, methods, sets) -> str:
 
 
 def rc_table(rc, sets) -> str:
-    header = ["set", "target", "mean bpp", "mean miss", "range of misses", "within tolerance", "encode s/MP", "result"]
+    header = ["set", "target", "mean bpp", "mean miss", "range of misses", "reachable: mean / worst miss",
+              "within tolerance", "encode s/MP", "result"]
     rows = []
     for n in sets:
         for e in rc.get(n, []):
@@ -721,11 +734,16 @@ def rc_table(rc, sets) -> str:
                     mean, rng = f"{100 * e['mean_miss']:+.1f} %", f"{100 * e['min_miss']:+.1f} to {100 * e['max_miss']:+.1f} %"
             else:
                 mean = rng = "–"
+            if "mean_miss_within_range" in e:
+                a, b = e["mean_miss_within_range"], e["worst_miss_within_range"]
+                reach = f"{a:+.3f} / {b:+.3f} dB" if kind == "psnr" else f"{100 * a:+.1f} / {100 * b:+.1f} %"
+            else:
+                reach = "–"
             ok = f"{e['images_ok']} of {len(e['images'])}"
-            if e.get("excused_at_top_quality"):
-                ok += f" ({e['excused_at_top_quality']} under at quality 8)"
+            if e.get("excused"):
+                ok += f" ({e['excused']} beyond the model's range, at its end quality with a warning)"
             result = e["result"] + (f" ({e['error']})" if e.get("error") else "")
-            rows.append([n, tgt, f2(e.get("mean_bpp"), "{:.3f}"), mean, rng, ok,
+            rows.append([n, tgt, f2(e.get("mean_bpp"), "{:.3f}"), mean, rng, reach, ok,
                          f2(e["encode"].get("s_per_mp"), "{:.3f}"), result])
     return md_table(header, rows)
 
@@ -823,9 +841,11 @@ def report(args, info, counts, results, bd, target_rows, rc, unavailable) -> str
                   f"One `aetool compress` per target over each folder. Miss = (actual - target) / target for --bpp and "
                   f"--size (actual bpp or file bytes; KB read as 1000 bytes), actual PSNR - target for --psnr (the "
                   f"file decoded with `aetool decompress`). Tolerance: bpp and size at or under the target by at most "
-                  f"{100 * RATE_TOLERANCE:.0f} % (a file under by more is excused when aetool reports quality 8, and "
-                  f"a target that every file misses that way is n/a); "
-                  f"PSNR at or above the target by at most {PSNR_TOLERANCE} dB. PASS = every image within.", "",
+                  f"{100 * RATE_TOLERANCE:.0f} %; PSNR at or above the target by at most {PSNR_TOLERANCE} dB. Where a "
+                  f"target lies beyond the model's range for an image (a size below its quality-1 file, a PSNR above "
+                  f"its quality-8 result, and the like), aetool writes the nearest end with a warning, as it should: "
+                  f"that miss is excused and counted apart, and a target every image misses that way is n/a. "
+                  f"'Reachable' = the images whose target was in range. PASS = every image within.", "",
                   rc_table(rc, args.sets)]
     if extra := notes(results, args.methods, args.sets, unavailable):
         lines += ["", "Notes:", ""] + extra

@@ -186,3 +186,85 @@ def test_large_images_are_coded_in_tiles_with_the_untiled_result(codec):
     whole_pic, _ = codec.decode(whole)
     assert tiled == whole  # the latents, hence the bytes, are the same
     assert np.abs(tiled_pic.pixels - whole_pic.pixels).max() < 1e-4
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not _cuda_available(), reason="needs a CUDA GPU (run on the device machine)")
+def test_cpu_and_gpu_files_decode_to_the_same_symbols_on_either(tiny_codec):
+    """A file encoded on the CPU decodes on the GPU to the same symbols, and the other way round;
+    only the float synthesis may differ, by about a rounding step."""
+    from aetool.container import unpack
+    from aetool.engine import EngineOptions
+    from aetool.tasks.compress import Codec
+
+    cpu, gpu = Codec(str(tiny_codec), EngineOptions(device="cpu")), Codec(str(tiny_codec), EngineOptions(device="cuda"))
+    img = structured_image(130, 200).astype(np.float32) / 255
+    for encoder in (cpu, gpu):
+        e = unpack(encoder.encode(img, 5))
+        z_cpu, y_cpu = cpu.decode_symbols(e)
+        z_gpu, y_gpu = gpu.decode_symbols(e)
+        assert np.array_equal(z_cpu, z_gpu) and np.array_equal(y_cpu, y_gpu)
+        a, b = cpu.decode(e)[0].pixels, gpu.decode(e)[0].pixels
+        assert np.abs(a - b).max() < 2 / 255
+
+
+def _crafted(tiny_codec, **fields) -> bytes:
+    """A real file of the tiny codec with some fields rewritten and repacked: every length and
+    checksum is valid, as a hostile writer's file would be (the fuzz benchmark's 'crafted fields')."""
+    import dataclasses
+
+    from aetool import compress
+    from aetool.container import pack, unpack
+
+    e = unpack(compress(Image.fromarray(structured_image(64, 64)), quality=5, model=str(tiny_codec)))
+    return pack(dataclasses.replace(e, **fields))
+
+
+def test_crafted_files_with_valid_checksums_are_refused_in_one_line(tiny_codec, tmp_path):
+    import io
+
+    from aetool.container import unpack
+
+    e = unpack(_crafted(tiny_codec))
+    bomb = io.BytesIO()
+    Image.new("L", (20000, 20000)).save(bomb, "PNG", optimize=True)  # a few kB that decode to 400 MB
+    cases = {
+        "channels": _crafted(tiny_codec, y_shape=(e.y_shape[0] + 1, *e.y_shape[1:])),
+        "alpha": _crafted(tiny_codec, has_alpha=True, alpha=bomb.getvalue()),
+        "dot": _crafted(tiny_codec, model_name="."),
+        "path": _crafted(tiny_codec, model_name=str(tiny_codec.with_suffix(""))),
+    }
+    for name, data in cases.items():
+        (tmp_path / f"{name}.aei").write_bytes(data)
+    r = run("decompress", *(tmp_path / f"{n}.aei" for n in ("channels", "alpha")), "-o", tmp_path / "out",
+            "--model", tiny_codec, "--json")
+    assert r.exit_code == 1
+    lines = json_lines(r.stdout)
+    assert all(line["status"] == "failed" and "\n" not in line["error"] for line in lines if "input" in line)
+    assert "damaged" in " ".join(line.get("error", "") for line in lines)
+    # a file names an installed model by name only, never by path (here, the tiny codec's own file)
+    r = run("decompress", tmp_path / "dot.aei", tmp_path / "path.aei", "-o", tmp_path / "out2", "--json")
+    assert r.exit_code == 1 and r.stdout.count("which is not installed") == 2
+    assert not list(tmp_path.rglob("*.png"))  # nothing written for a refused file
+
+
+def test_decompress_api_refuses_a_declared_size_above_max_pixels(tiny_codec):
+    from aetool import decompress
+    from aetool.container import ContainerError
+
+    data = _crafted(tiny_codec)
+    with pytest.raises(ContainerError):
+        decompress(data, model=str(tiny_codec), max_pixels=1000)
+    assert decompress(data, model=str(tiny_codec)).size == (64, 64)
+
+
+def test_unreadable_exif_is_kept_as_it_came_not_a_failure(tiny_codec, tmp_path):
+    (tmp_path / "a.aei").write_bytes(_crafted(tiny_codec, exif=b"not a TIFF header at all"))
+    for fmt in ("png", "tiff", "jpg"):
+        r = run("decompress", tmp_path / "a.aei", "-o", tmp_path / f"a.{fmt}", "--model", tiny_codec, "-q")
+        assert r.exit_code == 0, (fmt, r.output)

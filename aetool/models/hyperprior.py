@@ -133,7 +133,7 @@ class ScaleHyperprior(nn.Module):
             # Back to FIXED_BITS fractional bits (a power-of-two division and floor: exact), ReLU,
             # and a saturation bound that keeps the next layer's partial sums exact.
             a = torch.floor(acc / 2 ** FIXED_BITS).clamp(0, ACTIVATION_MAX)
-        return torch.bucketize(a.long(), self.scale_thresholds.cpu(), right=True)
+        return torch.bucketize(a.long().contiguous(), self.scale_thresholds.cpu(), right=True)
 
     def gains(self, quality: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The four gain vectors at a continuous quality in [1, levels] (one per sample, (B,)):
