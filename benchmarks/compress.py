@@ -920,11 +920,45 @@ def model_label(args) -> str:
     return "shipped default"
 
 
+def card_metrics(data: dict) -> dict:
+    """The card's `metrics` from a finished run's JSON (--out-json): BD-rates of aetool against
+    each baseline per set (PSNR, cubic), its s/MP, and where it came from."""
+    m: dict = {"bd_rate_percent_psnr": {}, "protocol": "docs/protocol.md, compression (benchmarks/compress.py)",
+               "measured": data["date"], "machine": machine_line(data["machine"]), "command": data["command"]}
+    for name, per in data["bd_rate"].items():
+        for base, v in per.get("aetool", {}).items():
+            if v.get("cubic") is not None:
+                m["bd_rate_percent_psnr"].setdefault(name, {})[base] = round(v["cubic"], 1)
+    for row in data["targets"]:
+        if row["target"].startswith(("encode", "decode")):
+            m[row["target"].split()[0] + "_s_per_mp"] = float(row["measured"].split()[0])
+    return m
+
+
+def update_card(results_json: Path) -> str:
+    """Write card_metrics of a full run into the card of the model it measured (the shipped
+    default unless the run named one); a run with --limit is refused."""
+    from aetool.registry import default_model, find_card
+
+    data = json.loads(Path(results_json).read_text())
+    if data.get("limit"):
+        raise SystemExit("--update-card needs a run over whole sets (it had --limit)")
+    card = find_card(data["model"]) if data.get("model") else default_model("compress", 3)
+    path = card.path.with_suffix(".json")
+    raw = json.loads(path.read_text())
+    raw["metrics"] = card_metrics(data)
+    path.write_text(json.dumps(raw, indent=2) + "\n")
+    return f"wrote the metrics of {path}"
+
+
 def main(argv=None) -> int:
     prog = sys.argv[0] if argv is None else __file__
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["codec"]:
         return codec_main(argv[1:])
+    if argv[:1] == ["update-card"]:  # python benchmarks/compress.py update-card [RESULTS.json]
+        print(update_card(Path(argv[1]) if len(argv) > 1 else ROOT / "benchmarks" / "results" / "compress.json"))
+        return 0
     args = parse_args(argv)
     info = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
             "command": shlex.join([sys.executable, prog] + argv),

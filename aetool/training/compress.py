@@ -32,8 +32,9 @@ def psnr_at_rate(rates: list[float], psnrs: list[float], target: float) -> float
 class CompressTask:
     task = "compress"
     name = "compress"
+    plot_labels = ("training loss (bpp + lambda 255^2 MSE)", f"validation PSNR at {VAL_BPP} bpp (dB)")
 
-    def __init__(self, data: list[Path], channels: int = 3, n: int = 96, m: int = 128, patch: int = 128,
+    def __init__(self, data: list[Path], channels: int = 3, n: int = 64, m: int = 96, patch: int = 128,
                  val: list[Path] | None = None, val_count: int = 8):
         if patch % 64:
             raise UsageError(f"--patch must be a multiple of 64 (the codec downsamples 64x), got {patch}")

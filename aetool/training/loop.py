@@ -147,7 +147,8 @@ def _load_checkpoint(out: Path, model, opt, rng: np.random.Generator, gen) -> tu
     return side["step"], History(**h)
 
 
-def plot_history(history: History, path: Path, title: str) -> None:
+def plot_history(history: History, path: Path, title: str, loss_label: str = "training loss (L1)",
+                 val_label: str = "validation PSNR (dB)") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -158,12 +159,12 @@ def plot_history(history: History, path: Path, title: str) -> None:
     # Markers when the points are few: a lone point (a run of a few steps) has no line to show.
     ax1.plot(steps, loss, "o-" if len(loss) <= 50 else "-", color="tab:blue", lw=1, ms=3)
     ax1.set_xlabel("step")
-    ax1.set_ylabel("training loss (L1)", color="tab:blue")
+    ax1.set_ylabel(loss_label, color="tab:blue")
     if len(loss) and loss.min() > 0 and loss.max() >= 10 * loss.min():
         ax1.set_yscale("log")  # only over a decade or more: a narrow range reads better, and labels plainly, linear
     ax2 = ax1.twinx()
     ax2.plot(history.val_step, history.val_psnr, "o-", color="tab:red", ms=3)
-    ax2.set_ylabel("validation PSNR (dB)", color="tab:red")
+    ax2.set_ylabel(val_label, color="tab:red")
     ax1.set_title(title)
     fig.tight_layout()
     fig.savefig(path)
@@ -402,4 +403,5 @@ def export(model, out: Path, task, cfg: TrainConfig, history: History, step: int
         card.training["init_from"] = {"name": start.name, "sha256": start.sha256, "training": start.training}
     card.save(out.with_suffix(".json"))
     (out.with_name(out.stem + ".history.json")).write_text(json.dumps(asdict(history)))
-    plot_history(history, out.with_suffix(".png"), f"{card.name}: {task.name}")
+    plot_history(history, out.with_suffix(".png"), f"{card.name}: {task.name}",
+                 *getattr(task, "plot_labels", ()))  # the task's own loss and validation, where not L1 and PSNR
