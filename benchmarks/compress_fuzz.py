@@ -385,6 +385,14 @@ def _max_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
+def _checked(problems: list[str], arr) -> dict:
+    """A decoded image's outcome: a crash when any check failed, else decoded."""
+    if problems:
+        return {"outcome": "crash", "why": "a decoded image that fails a check", "type": "BadImage",
+                "message": _one_line("; ".join(problems))}
+    return {"outcome": "decoded", "pixels": arr}
+
+
 def _one_line(text: str, limit: int = 300) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[:limit - 3] + "..."
@@ -538,10 +546,7 @@ class _Worker:
                     problems.append(f"PNG samples {arr.dtype}")
         except Exception as exc:  # noqa: BLE001 - the written PNG must read back
             problems.append(f"the PNG written does not read back: {type(exc).__name__}: {exc}")
-        if problems:
-            return {"outcome": "crash", "why": "a decoded image that fails a check", "type": "BadImage",
-                    "message": _one_line("; ".join(problems))}
-        return {"outcome": "decoded", "pixels": arr}
+        return _checked(problems, arr)
 
     def api_path(self, data: bytes) -> dict:
         """`aetool.decompress(bytes)`, the Python API."""
@@ -562,10 +567,7 @@ class _Worker:
             problems.append(f"image {im.size[0]}x{im.size[1]} {im.mode}, declared {e.width}x{e.height} {mode}")
         if arr.dtype != np.uint8:
             problems.append(f"samples {arr.dtype}")
-        if problems:
-            return {"outcome": "crash", "why": "a decoded image that fails a check", "type": "BadImage",
-                    "message": _one_line("; ".join(problems))}
-        return {"outcome": "decoded", "pixels": arr}
+        return _checked(problems, arr)
 
     def run(self, data: bytes) -> dict:
         import tracemalloc
