@@ -7,12 +7,15 @@
     fixed = inpaint(pil_image, mask=pil_mask)  # fill the mask's white pixels
     data = compress(pil_image, quality=4)  # the bytes of an .aei file (learned codec)
     image = decompress(data)              # a PIL image
+    det = AnomalyDetector.load("parts.safetensors")  # from `aetool train anomaly`
+    r = det(pil_image)                    # r.score, r.label, r.map (the anomaly map)
 
 torch is imported only when a model runs, so `import aetool` and `aetool --help` stay fast.
 """
 __version__ = "0.1.0"
 
-__all__ = ["denoise", "upscale", "inpaint", "compress", "decompress", "estimate_noise", "load_model", "__version__"]
+__all__ = ["denoise", "upscale", "inpaint", "compress", "decompress", "AnomalyDetector", "estimate_noise",
+           "load_model", "__version__"]
 
 
 def __getattr__(name):
@@ -30,6 +33,10 @@ def __getattr__(name):
         return upscale
     if name in ("compress", "decompress"):
         from .tasks import compress as task
+
+        return getattr(task, name)
+    if name in ("AnomalyDetector", "AnomalyResult"):
+        from .tasks import anomaly as task
 
         return getattr(task, name)
     if name == "estimate_noise":

@@ -60,6 +60,7 @@ class Summary:
     megapixels: float = 0.0
     interrupted: bool = False
     stopped: str | None = None  # why the batch stopped early: "SIGINT", "SIGTERM" or a fatal error
+    extra: dict = field(default_factory=dict)  # a command's own totals (anomaly: how many flagged)
 
     def add(self, r: FileResult) -> None:
         self.total += 1
@@ -69,6 +70,7 @@ class Summary:
 
     def to_json(self) -> dict:
         d = asdict(self)
+        d.update(d.pop("extra"))
         d["megapixels_per_second"] = round(self.megapixels / self.seconds, 4) if self.seconds else None
         d["seconds"] = round(self.seconds, 3)
         d["megapixels"] = round(self.megapixels, 4)

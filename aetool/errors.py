@@ -4,6 +4,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1  # the batch finished but some inputs failed
 EXIT_USAGE = 2  # bad arguments, missing model, nothing to do
+EXIT_ANOMALY = 3  # `aetool anomaly --fail-on-anomaly`: every file scored and at least one flagged
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT (128 + 2)
 EXIT_TERMINATED = 143  # SIGTERM (timeout, docker stop, systemd, Kubernetes), as shells report it (128 + 15)
 

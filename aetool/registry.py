@@ -73,6 +73,7 @@ class Card:
     description: str = ""
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
+    calibration: dict = field(default_factory=dict)  # anomaly models: threshold and normal-score statistics
     path: Path | None = None  # where the weights file is; not serialised
 
     @classmethod
@@ -89,6 +90,8 @@ class Card:
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "path"}
+        if not d["calibration"]:  # only anomaly models have one
+            del d["calibration"]
         return d
 
     def save(self, path: Path) -> None:
@@ -146,7 +149,8 @@ def find_card(name_or_path: str) -> Card:
         return card
     meta = read_metadata(path)
     return Card(name=path.stem, task=meta.get("task", "?"), arch=meta["arch"], config=meta["config"],
-                file=path.name, channels=meta["config"].get("in_channels", 3), path=path)
+                file=path.name, channels=meta["config"].get("in_channels", 3),
+                calibration=meta.get("calibration") or {}, path=path)
 
 
 def read_metadata(path: Path) -> dict:

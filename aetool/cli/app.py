@@ -7,14 +7,14 @@ from typing import Optional
 import typer
 
 from .. import __version__
-from . import compress, denoise, inpaint, upscale
+from . import anomaly, compress, denoise, inpaint, upscale
 from .models import models_app
 from .train import train_app
 
 app = typer.Typer(
     name="aetool",
-    help="Restore and compress images with pretrained autoencoders: denoise, upscale, inpaint, compress, and "
-         "train your own.",
+    help="Restore, compress and inspect images with pretrained autoencoders: denoise, upscale, inpaint, "
+         "compress, find anomalies, and train your own.",
     no_args_is_help=True,
     add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     rich_markup_mode=None,
@@ -23,6 +23,7 @@ denoise.register(app)
 upscale.register(app)
 inpaint.register(app)
 compress.register(app)
+anomaly.register(app)
 app.add_typer(models_app, name="models")
 app.add_typer(train_app, name="train")
 

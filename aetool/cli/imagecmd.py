@@ -34,13 +34,16 @@ def engine_options(args: ImageArgs) -> EngineOptions:
 def run_image_command(name: str, inputs: list[str], output: str | None, args: ImageArgs, options: EngineOptions,
                       make_processor: Callable[[], Callable], output_size: OutputSize | None = None, *,
                       input_extensions: set[str] = IMAGE_EXTENSIONS, output_extensions: set[str] = IMAGE_EXTENSIONS,
-                      read: Callable = read_image, probe: Callable = probe_image) -> None:
+                      read: Callable = read_image, probe: Callable = probe_image,
+                      on_finish: Callable[[list[FileResult], Summary], int | None] | None = None) -> None:
     """Find inputs, plan outputs, check the model and every input's header, run, report, exit.
     `output_size` ((h, w) -> (h, w)): for commands that change the size, so that the pixel and
     memory limits are checked on the output before decoding. The keyword arguments let a command
     whose inputs or outputs are not images (compress, decompress) use the same engine: which files
     a folder scan takes, what an output file may end with, and how an input is read and probed.
-    args.fmt may be an extension (".aei") for such outputs."""
+    args.fmt may be an extension (".aei") for such outputs. `on_finish(results, summary)` runs after
+    the batch (not on --dry-run) with every file's result, to write what covers the whole run (the
+    anomaly report); it may add to summary.extra and return an exit code for a run with no failure."""
     recursive, suffix, fmt, quality = args.recursive, args.suffix, args.fmt, args.quality
     overwrite, dry_run, as_json, quiet = args.overwrite, args.dry_run, args.as_json, args.quiet
     fmt = fmt.lower()
@@ -112,6 +115,7 @@ def run_image_command(name: str, inputs: list[str], output: str | None, args: Im
         reporter.stop()
     summary.not_started = max(0, len(jobs) - (summary.total - reported_before))
     summary.seconds = time.perf_counter() - started
+    finish_code = on_finish(reporter.results, summary) if on_finish is not None and not dry_run else None
     reporter.finish()
     if summary.interrupted:
         print("aetool: " + ("terminated" if summary.stopped == "SIGTERM" else "interrupted")
@@ -120,7 +124,7 @@ def run_image_command(name: str, inputs: list[str], output: str | None, args: Im
     if summary.stopped:
         print(f"aetool: stopped: {summary.stopped}; {summary.not_started} file(s) not started, "
               "re-run to do the rest once it is fixed", file=sys.stderr)
-    raise typer.Exit(EXIT_SOME_FAILED if summary.failed or summary.stopped else EXIT_OK)
+    raise typer.Exit(EXIT_SOME_FAILED if summary.failed or summary.stopped else finish_code or EXIT_OK)
 
 
 class Reporter:
@@ -140,6 +144,7 @@ class Reporter:
         self.in_flight: dict[str, float] = {}  # input -> fraction of its tiles done
         self.files_done = 0
         self.started = time.perf_counter()
+        self.results: list[FileResult] = []  # every file's, in the order reported
 
     def start(self) -> None:
         if self.bar_jobs is None:
@@ -183,6 +188,7 @@ class Reporter:
         args = self.args
         with self.lock:
             self.summary.add(r)
+            self.results.append(r)
             if args.as_json:
                 sys.stdout.write(json.dumps(r.to_json()) + "\n")
                 sys.stdout.flush()

@@ -78,7 +78,7 @@ def recorded_command(fn, values: dict, prefix: list[str]) -> str:
             continue
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
-            parts.append(flag)
+            parts.append(flag if value else "--no-" + name.replace("_", "-"))  # --augment/--no-augment
         elif isinstance(value, list):
             for item in value:
                 parts += [flag, str(item)]
@@ -269,4 +269,67 @@ def train_compress(
 
     task = CompressTask(data, channels=channels, n=n, m=m, patch=patch, val=common["val"],
                         val_count=common["val_count"])
+    run_training(task, values, command)
+
+
+@train_app.command("anomaly", epilog="""Examples:
+
+\b
+  # photos of good parts only; threshold: at most 1% of good parts flagged
+  aetool train anomaly --data ~/parts/good --out parts.safetensors
+\b
+  # with some known bad parts: threshold at the best F1
+  aetool train anomaly --data ~/parts/good --anomalous ~/parts/bad \\
+      --out parts.safetensors --minutes 30
+\b
+  # then score new photos
+  aetool anomaly ~/parts/new -o report/ --model parts.safetensors
+""")
+@handle_errors
+@train_command(lr=5e-4, val_every=250)
+def train_anomaly(
+    data: Data,
+    out: Out,
+    family: Annotated[str, typer.Option(metavar="KIND", help="repair: a denoising autoencoder trained to undo "
+                                        "synthetic defects (sharper maps); plain: a convolutional autoencoder with a "
+                                        "narrow bottleneck.")] = "repair",
+    size: Annotated[int, typer.Option(metavar="PIXELS", help="The model's working size: every image is resized to "
+                                      "this square (scores and threshold are set at it).")] = 256,
+    patch: Annotated[int, typer.Option(metavar="PIXELS", help="Training crop of the resized images (at most "
+                                       "--size; smaller trains faster).")] = 128,
+    channels: Annotated[int, typer.Option(metavar="N", help="1 grey, 3 colour, 0 from the data.")] = 0,
+    val_split: Annotated[float, typer.Option(metavar="FRACTION", help="Share of the normal images held out (seeded) "
+                                             "to validate and to set the threshold.")] = 0.1,
+    anomalous: Annotated[Optional[List[Path]], typer.Option(metavar="FOLDER", show_default=False,
+                                                            help="Known anomalous images: the threshold is then set "
+                                                            "at the best F1 against the held-out normal ones.")] = None,
+    fpr: Annotated[float, typer.Option(metavar="RATE", help="Without --anomalous: the threshold flags at most this "
+                                       "share of the held-out normal images.")] = 0.01,
+    ssim_weight: Annotated[float, typer.Option(metavar="W", help="Weight of the structural (1 - SSIM) error in the "
+                                               "anomaly map; the rest is the absolute error.")] = 0.5,
+    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Flip and turn the training crops (off "
+                                          "when orientation matters, e.g. a part always photographed the same "
+                                          "way up).")] = True,
+    width: Annotated[Optional[str], typer.Option(metavar="LIST", show_default=False,
+                                                 help="Feature channels per level, comma-separated (default: "
+                                                 "32,64,96,128 plain; 32,64,128 repair).")] = None,
+    latent: Annotated[int, typer.Option(metavar="N", help="Bottleneck channels of the plain family.")] = 16,
+    common: dict = None,
+):
+    """Train an anomaly detector on normal images only; its threshold is set from held-out ones."""
+    values = {**{k: v for k, v in locals().items() if k != "common"}, **common}
+    command = recorded_command(train_anomaly, values, ["aetool", "train", "anomaly"])
+    from ..errors import UsageError
+    from ..training.anomaly import AnomalyTask
+
+    if common["val"] or common["val_count"] != TRAIN_OPTIONS["val_count"][1]:
+        raise UsageError("anomaly training holds out --val-split of the normal images (seeded) to set the "
+                         "threshold; --val and --val-count do not apply")
+    try:
+        widths = tuple(int(w) for w in width.split(",")) if width else None
+    except ValueError:
+        raise UsageError(f"--width must be comma-separated integers, got '{width}'") from None
+    task = AnomalyTask(data, family=family, channels=channels, size=size, patch=patch, val_split=val_split,
+                       anomalous=anomalous, fpr=fpr, ssim_weight=ssim_weight, augment=augment, width=widths,
+                       latent=latent, seed=common["seed"])
     run_training(task, values, command)

@@ -1,2 +1,3 @@
 """Model families, one per file. Importing this package registers them."""
-from . import gated_unet_inpaint, hyperprior, subpixel_sr, unet_denoiser  # noqa: F401
+from . import (conv_autoencoder, gated_unet_inpaint, hyperprior, repair_autoencoder, subpixel_sr,  # noqa: F401
+               unet_denoiser)

@@ -382,8 +382,10 @@ def export(model, out: Path, task, cfg: TrainConfig, history: History, step: int
     model.eval()
     if hasattr(model, "update_tables"):  # a codec's integer coding tables travel in its weights file
         model.update_tables()
+    # An anomaly model's threshold, set on held-out images, travels in its weights file and card.
+    calibration = task.calibrate(model, device) if hasattr(task, "calibrate") else None
     tmp = out.with_name(out.name + ".tmp")
-    save_weights(model, tmp, task.task)
+    save_weights(model, tmp, task.task, extra={"calibration": calibration} if calibration else None)
     os.replace(tmp, out)
     card = Card(name=cfg.name or out.stem, task=task.task, arch=model.arch_name, config=model.config,
                 file=out.name, sha256=sha256_of(out), channels=model.config.get("in_channels", 3),
@@ -393,7 +395,7 @@ def export(model, out: Path, task, cfg: TrainConfig, history: History, step: int
                           "seconds": round(history.seconds), "machine": machine_description(device),
                           "precision": precision_name(cfg.precision, device), "init": cfg.init,
                           "final_val_psnr": round(history.val_psnr[-1], 3) if history.val_psnr else None,
-                          "validation": task.validation_description()})
+                          "validation": task.validation_description()}, calibration=calibration or {})
     if cfg.minutes is not None:  # the time budget (only on runs that had one)
         card.training["minutes"] = cfg.minutes
     if cfg.init:  # provenance of the starting point, so the card tells the whole recipe
