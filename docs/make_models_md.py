@@ -150,11 +150,13 @@ def model_section(card: dict, path: Path) -> list[str]:
     if "machine" in tr:
         rows.append(("machine", cell(tr.pop("machine"))))
     val = tr.pop("validation", None)
-    if isinstance(val, dict):
-        files = val.get("files") or []
+    if isinstance(val, dict) and isinstance(val.get("files"), list) and "crop" in val:
+        files = val["files"]
         rows.append(("validation", f"{len(files)} held-out files ({', '.join(files)}), {val.get('crop')}-pixel "
                                    f"centre crops, σ {', '.join(map(str, val.get('sigmas', [])))}; "
                                    f"{val.get('metric', '')}"))
+    elif isinstance(val, dict):  # anomaly models: a count of held-out images
+        rows.append(("validation", f"{cell(val.get('files'))} held-out images; {val.get('metric', '')}"))
     earlier = tr.pop("init_from", None)
     for k, v in tr.items():
         rows.append((k.replace("_", " "), cell(v)))
@@ -171,6 +173,14 @@ def model_section(card: dict, path: Path) -> list[str]:
     if refs:
         out += ["Training data:", ""] + [f"- {n}: {r}" for n, r in refs] + [""]
 
+    cal = card.get("calibration")
+    if cal:  # anomaly models: the threshold and what it was set from
+        stats = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in (cal.get("normal_scores") or {}).items()}
+        out += ["### Calibration", "",
+                f"Threshold {cal.get('threshold', 0):.4g} ({cal.get('method', '')}), from "
+                f"{cell(stats.get('count'))} held-out normal images: scores "
+                + ", ".join(f"{k} {cell(stats[k])}" for k in ("min", "median", "mean", "std", "p99", "max") if k in stats)
+                + f". Map: `{json.dumps(cal.get('map', {}))}`, image size {cal.get('image_size')}.", ""]
     if card.get("metrics"):
         out += metrics_section(card["metrics"])
     else:

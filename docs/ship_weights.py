@@ -30,10 +30,12 @@ def main(argv=None) -> int:
     ap.add_argument("weights", type=Path, help="a .safetensors written by `aetool train` (its .json beside it)")
     ap.add_argument("--note", default=None, help="a line for the card's training record (how the run went)")
     ap.add_argument("--not-default", action="store_true", help="ship it without making it the default")
+    ap.add_argument("--name", default=None, help="ship it under this name instead of the card's (a run "
+                    "trained by a benchmark script, which names it after its file)")
     args = ap.parse_args(argv)
     src = args.weights
     card = json.loads(src.with_suffix(".json").read_text())
-    name = card["name"]
+    name = card["name"] = args.name or card["name"]
     dst = WEIGHTS / f"{name}.safetensors"
     shutil.copyfile(src, dst)
     dst.chmod(0o644)

@@ -24,6 +24,10 @@ def _metric(card) -> str:
     elif card.task == "inpaint":
         kinds = (m.get("hole_psnr") or {}).get("kodak24") or {}
         v = sum(kinds.values()) / len(kinds) if kinds else None
+    elif card.task == "anomaly":
+        bench = m.get("anomaly_benchmark") or {}
+        v = next((r.get("pixel_auroc") for r in bench.values() if isinstance(r, dict) and "pixel_auroc" in r), None)
+        return f"pixel AUROC {v:.3f}" if isinstance(v, (int, float)) else "-"
     else:
         v = m.get("psnr_sigma25_blind_mean")
     return f"{v:.2f} dB" if isinstance(v, (int, float)) else "-"
@@ -38,7 +42,7 @@ def _task(card) -> str:
 @handle_errors
 def list_models(ctx: typer.Context,
                 as_json: Annotated[bool, typer.Option("--json", help="Print the cards as JSON.")] = False):
-    """List the pretrained models: name, task, channels, parameters, file size, measured PSNR."""
+    """List the pretrained models: name, task, channels, parameters, file size, measured quality."""
     if ctx.invoked_subcommand:
         return
     from ..registry import pretrained_cards
@@ -51,11 +55,12 @@ def list_models(ctx: typer.Context,
     from rich.table import Table
 
     table = Table(title="aetool pretrained models",
-                  caption="PSNR: denoise blind at σ25, mean over the test sets; upscale on Set5, Y channel; "
-                          "inpaint in the holes, kodak24, mean over the mask kinds (docs/benchmarks.md)")
+                  caption="measured: denoise PSNR blind at σ25, mean over the test sets; upscale on Set5, Y channel; "
+                          "inpaint in the holes, kodak24, mean over the mask kinds; anomaly: pixel AUROC on its texture's "
+                          "test crops (docs/benchmarks.md)")
     longest = max((len(c.name) for c in cards), default=4)
     table.add_column("name", no_wrap=True, min_width=longest)  # names are what scripts copy: never cut
-    for col in ("task", "channels", "parameters", "file", "PSNR", "default"):
+    for col in ("task", "channels", "parameters", "file", "measured", "default"):
         table.add_column(col, no_wrap=True)
     for c in cards:
         size = c.path.stat().st_size if c.path and c.path.exists() else 0

@@ -299,7 +299,8 @@ def train_anomaly(
                                        "--size; smaller trains faster).")] = 128,
     channels: Annotated[int, typer.Option(metavar="N", help="1 grey, 3 colour, 0 from the data.")] = 0,
     val_split: Annotated[float, typer.Option(metavar="FRACTION", help="Share of the normal images held out (seeded) "
-                                             "to validate and to set the threshold.")] = 0.1,
+                                             "to validate and to set the threshold; with --val FOLDER, that "
+                                             "folder's normal images do it and all of --data trains.")] = 0.1,
     anomalous: Annotated[Optional[List[Path]], typer.Option(metavar="FOLDER", show_default=False,
                                                             help="Known anomalous images: the threshold is then set "
                                                             "at the best F1 against the held-out normal ones.")] = None,
@@ -322,14 +323,14 @@ def train_anomaly(
     from ..errors import UsageError
     from ..training.anomaly import AnomalyTask
 
-    if common["val"] or common["val_count"] != TRAIN_OPTIONS["val_count"][1]:
-        raise UsageError("anomaly training holds out --val-split of the normal images (seeded) to set the "
-                         "threshold; --val and --val-count do not apply")
+    if common["val_count"] != TRAIN_OPTIONS["val_count"][1]:
+        raise UsageError("anomaly training holds out --val-split of the normal images (seeded), or takes --val "
+                         "FOLDER of other normal images, to set the threshold; --val-count does not apply")
     try:
         widths = tuple(int(w) for w in width.split(",")) if width else None
     except ValueError:
         raise UsageError(f"--width must be comma-separated integers, got '{width}'") from None
     task = AnomalyTask(data, family=family, channels=channels, size=size, patch=patch, val_split=val_split,
-                       anomalous=anomalous, fpr=fpr, ssim_weight=ssim_weight, augment=augment, width=widths,
+                       val=common["val"], anomalous=anomalous, fpr=fpr, ssim_weight=ssim_weight, augment=augment, width=widths,
                        latent=latent, seed=common["seed"])
     run_training(task, values, command)

@@ -57,7 +57,8 @@ class AnomalyTask:
     plot_labels = ("training loss (L1 + 1 - SSIM)", "validation PSNR of the reconstruction (dB)")
 
     def __init__(self, data: list[Path], family: str = "repair", channels: int = 0, size: int = 256,
-                 patch: int = 128, val_split: float = 0.1, anomalous: list[Path] | None = None, fpr: float = 0.01,
+                 patch: int = 128, val_split: float = 0.1, val: list[Path] | None = None,
+                 anomalous: list[Path] | None = None, fpr: float = 0.01,
                  ssim_weight: float = 0.5, augment: bool = True, width: tuple[int, ...] | None = None,
                  latent: int = 16, seed: int = 0):
         if family not in FAMILIES:
@@ -74,8 +75,9 @@ class AnomalyTask:
             raise UsageError(f"--ssim-weight must be between 0 and 1, got {ssim_weight:g}")
         self.data = [Path(d) for d in data]
         self.family, self.channels, self.size, self.patch = family, channels, size, patch
-        self.val_split, self.anomalous, self.fpr = val_split, anomalous, fpr
-        self.map_settings = {"ssim_weight": ssim_weight, "smooth_sigma": max(1.0, size / 64), "top_fraction": 0.01}
+        self.val_split, self.val, self.anomalous, self.fpr = val_split, val, anomalous, fpr
+        self.map_settings = {"ssim_weight": ssim_weight, "smooth_sigma": max(1.0, size / 64), "top_fraction": 0.01,
+                             "border": size // 8}
         self.augment, self.width, self.latent, self.seed = augment, width, latent, seed
         self.warnings: list[str] = []
 
@@ -108,7 +110,10 @@ class AnomalyTask:
         import torch
 
         files = list_images(self.data)
-        self.train_files, self.val_files = split_fraction(files, self.val_split, self.seed)
+        if self.val:  # normal images set aside by the user (another batch, another day): all of --data trains
+            self.train_files, self.val_files = files, list_images(self.val, "--val")
+        else:
+            self.train_files, self.val_files = split_fraction(files, self.val_split, self.seed)
         self._torch = torch
         self.images = np.stack([self._load(f, as_uint8=True) for f in self.train_files])
         self.val_images = np.stack([self._load(f) for f in self.val_files])
@@ -169,11 +174,14 @@ class AnomalyTask:
         return (recon - clean).abs().mean() + (1 - ssim_map(recon, clean)).mean()
 
     def _run(self, model, images: np.ndarray, device: str, batch: int = 16):
+        """(input, reconstruction) batches on the CPU, reconstructed as `aetool anomaly` does."""
+        from ..tasks.anomaly import reconstruct
+
         torch = self._torch
         outs = []
         for i in range(0, len(images), batch):
             x = torch.from_numpy(images[i:i + batch]).permute(0, 3, 1, 2).contiguous().to(device)
-            outs.append((x.float().cpu(), model(x).float().cpu()))
+            outs.append((x.float().cpu(), reconstruct(model, x, self.map_settings["border"]).float().cpu()))
         return outs
 
     def validate(self, model, device: str) -> float:
@@ -218,7 +226,8 @@ class AnomalyTask:
 
     def data_description(self) -> dict:
         return {"folders": [str(d) for d in self.data], "train_images": len(self.train_files),
-                "held_out_images": len(self.val_files), "val_split": self.val_split, "seed": self.seed,
+                "held_out_images": len(self.val_files), "val_split": None if self.val else self.val_split,
+                "val": [str(v) for v in self.val] if self.val else None, "seed": self.seed,
                 "anomalous": [str(d) for d in self.anomalous] if self.anomalous else None,
                 "family": self.family, "augment": "flips and quarter turns" if self.augment else "none"}
 
