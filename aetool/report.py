@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import html
 import io
-import math
 import os
 from pathlib import Path
 
@@ -64,7 +63,7 @@ def histogram_svg(normal: list[float], flagged: list[float], threshold: float, w
 
     cn, cf = counts(normal), counts(flagged)
     top = max(a + b for a, b in zip(cn, cf)) or 1
-    pad, bw = 30, (width - 40) / bins
+    bw = (width - 40) / bins
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 40}" role="img" '
              f'aria-label="histogram of scores">']
     for i, (n, f) in enumerate(zip(cn, cf)):
@@ -84,7 +83,6 @@ def histogram_svg(normal: list[float], flagged: list[float], threshold: float, w
                      f'text-anchor="middle">{v:.4g}</text>')
     parts.append(f'<text x="{width / 2:.0f}" y="{height + 34}" font-size="11" text-anchor="middle">'
                  f'image score ({len(normal)} normal, {len(flagged)} anomalous)</text></svg>')
-    del pad
     return "".join(parts)
 
 
@@ -133,9 +131,3 @@ threshold, blue is low. Scores.csv beside this page has every row.</p>
 """
     atomic.write_atomic(path, page.encode())
 
-
-def finite(x) -> bool:
-    try:
-        return math.isfinite(float(x))
-    except (TypeError, ValueError):
-        return False

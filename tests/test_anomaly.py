@@ -577,3 +577,15 @@ def test_val_folder_sets_the_threshold_and_all_of_data_trains(normal_dir, tmp_pa
     assert card["calibration"]["normal_scores"]["count"] == 6
     assert card["training"]["data"]["train_images"] == len(list(normal_dir.glob("*.png")))
 
+
+SAMPLES = Path(__file__).resolve().parent.parent / "docs" / "samples" / "anomaly"
+
+
+def test_shipped_example_flags_the_sample_defects_and_passes_the_good_samples(tmp_path):
+    """The bundled anomaly-brick on the bundled samples, as the README runs it."""
+    res = anomaly(str(SAMPLES), "-o", str(tmp_path / "report"), "--model", "anomaly-brick", "--masks")
+    assert res.exit_code == 0, res.output
+    _, rows = read_csv(tmp_path / "report" / "scores.csv")
+    labels = {Path(r["file"]).stem: r["label"] for r in rows}
+    assert labels == {"brick-good-1": "normal", "brick-good-2": "normal", "brick-scratch": "anomalous",
+                      "brick-gravel-patch": "anomalous"}
