@@ -589,3 +589,18 @@ def test_shipped_example_flags_the_sample_defects_and_passes_the_good_samples(tm
     labels = {Path(r["file"]).stem: r["label"] for r in rows}
     assert labels == {"brick-good-1": "normal", "brick-good-2": "normal", "brick-scratch": "anomalous",
                       "brick-gravel-patch": "anomalous"}
+
+
+def test_a_report_that_cannot_be_written_is_a_failure(model, mixed_dir, tmp_path, monkeypatch):
+    """Heatmaps written, scores.csv refused (read-only, disk full): exit 1 and one line, no traceback."""
+    import errno
+
+    from aetool import report as rep
+
+    def refuse(path, rows):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(rep, "write_scores", refuse)
+    res = anomaly(mixed_dir, "-o", tmp_path / "report", "--model", model, *CPU, "--fail-on-anomaly")
+    assert res.exit_code == 1, res.output
+    assert "cannot write the report" in res.output and "Traceback" not in res.output

@@ -110,7 +110,7 @@ def write_report(report: Path, results, summary, det, quiet: bool, fail_on_anoma
     """scores.csv and index.html for the whole run; files skipped as already done keep the row an
     earlier run wrote. Returns EXIT_ANOMALY when asked to and something was flagged."""
     from .. import report as rep
-    from ..errors import EXIT_ANOMALY
+    from ..errors import EXIT_ANOMALY, EXIT_SOME_FAILED
 
     earlier = rep.read_scores(report / "scores.csv")
     rows = []
@@ -125,8 +125,13 @@ def write_report(report: Path, results, summary, det, quiet: bool, fail_on_anoma
         else:
             rows.append({"file": r.input, "status": r.status, "error": r.error})  # no heatmap was written
     rows.sort(key=lambda row: row["file"])
-    rep.write_scores(report / "scores.csv", rows)
-    rep.write_html(report / "index.html", rows, det.card.name, det.threshold)
+    try:
+        rep.write_scores(report / "scores.csv", rows)
+        rep.write_html(report / "index.html", rows, det.card.name, det.threshold)
+    except OSError as exc:  # the heatmaps are in place; the run is not complete without its report
+        print(f"aetool: failed: cannot write the report in {report}: {exc.strerror or exc}", file=sys.stderr)
+        summary.extra["report_error"] = str(exc.strerror or exc)
+        return EXIT_SOME_FAILED
     flagged = sum(1 for row in rows if row.get("label") == "anomalous")
     normal = sum(1 for row in rows if row.get("label") == "normal")
     summary.extra.update({"anomalous": flagged, "normal": normal, "threshold": det.threshold,
