@@ -18,8 +18,8 @@ EPILOG = """Examples:
   # score a folder; report/index.html shows the flagged images first
   aetool anomaly ~/parts/new -o report/ --model parts.safetensors
 \b
-  # try it at once on the bundled example model (brick texture)
-  aetool anomaly samples/ -o report/ --model anomaly-brick
+  # try the bundled example model (brick texture) on the repo's samples
+  aetool anomaly docs/samples/anomaly -o report/ --model anomaly-brick
 \b
   # in a pipeline: exit 3 when anything is flagged; one JSON line per file
   aetool anomaly incoming/ -o report/ -m parts.safetensors --fail-on-anomaly --json
