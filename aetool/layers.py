@@ -28,6 +28,30 @@ def downsample(in_ch: int, out_ch: int) -> nn.Module:
     return nn.Conv2d(in_ch, out_ch, 2, stride=2)
 
 
+def leaky_relu() -> nn.Module:
+    return nn.LeakyReLU(0.2, inplace=True)
+
+
+def strided_encoder(in_ch: int, channels) -> list[nn.Module]:
+    """Per level a stride-2 4x4 convolution and a 3x3 one, each with a leaky ReLU: halves height
+    and width len(channels) times (the anomaly autoencoders' encoders)."""
+    layers: list[nn.Module] = []
+    for ch in channels:
+        layers += [nn.Conv2d(in_ch, ch, 4, stride=2, padding=1), leaky_relu(), conv3x3(ch, ch), leaky_relu()]
+        in_ch = ch
+    return layers
+
+
+def upsampling_decoder(in_ch: int, channels) -> list[nn.Module]:
+    """Per level a nearest-neighbour doubling and a 3x3 convolution with a leaky ReLU (no
+    checkerboard, unlike transposed convolutions)."""
+    layers: list[nn.Module] = []
+    for ch in channels:
+        layers += [nn.Upsample(scale_factor=2, mode="nearest"), conv3x3(in_ch, ch), leaky_relu()]
+        in_ch = ch
+    return layers
+
+
 def upsample(in_ch: int, out_ch: int) -> nn.Module:
     """Transposed 2x2 convolution: doubles height and width."""
     return nn.ConvTranspose2d(in_ch, out_ch, 2, stride=2)

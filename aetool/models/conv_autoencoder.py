@@ -18,12 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..layers import conv3x3, pad_to_multiple
+from ..layers import conv3x3, leaky_relu, pad_to_multiple, strided_encoder, upsampling_decoder
 from ..registry import register
-
-
-def _act() -> nn.Module:
-    return nn.LeakyReLU(0.2, inplace=True)
 
 
 class ConvAutoencoder(nn.Module):
@@ -36,19 +32,10 @@ class ConvAutoencoder(nn.Module):
                        "image_size": image_size}
         self.in_channels = in_channels
         self.multiple = 2 ** len(channels)
-        enc: list[nn.Module] = []
-        prev = in_channels
-        for ch in channels:
-            enc += [nn.Conv2d(prev, ch, 4, stride=2, padding=1), _act(), conv3x3(ch, ch), _act()]
-            prev = ch
-        enc += [nn.Conv2d(prev, latent, 1)]
-        self.encoder = nn.Sequential(*enc)
-        dec: list[nn.Module] = [nn.Conv2d(latent, prev, 1), _act()]
-        for ch in reversed((in_channels,) + tuple(channels[:-1])):
-            dec += [nn.Upsample(scale_factor=2, mode="nearest"), conv3x3(prev, max(ch, 16)), _act()]
-            prev = max(ch, 16)
-        dec += [conv3x3(prev, in_channels)]
-        self.decoder = nn.Sequential(*dec)
+        self.encoder = nn.Sequential(*strided_encoder(in_channels, channels), nn.Conv2d(channels[-1], latent, 1))
+        ups = [max(ch, 16) for ch in reversed((in_channels,) + tuple(channels[:-1]))]
+        self.decoder = nn.Sequential(nn.Conv2d(latent, channels[-1], 1), leaky_relu(),
+                                     *upsampling_decoder(channels[-1], ups), conv3x3(ups[-1], in_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) in [0, 1]; returns the reconstruction, same shape, in [0, 1]."""

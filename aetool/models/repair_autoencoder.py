@@ -19,18 +19,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..layers import conv3x3, pad_to_multiple
+from ..layers import conv3x3, leaky_relu, pad_to_multiple, strided_encoder, upsampling_decoder
 from ..registry import register
-
-
-def _act() -> nn.Module:
-    return nn.LeakyReLU(0.2, inplace=True)
 
 
 class DilatedResBlock(nn.Module):
     def __init__(self, ch: int, dilation: int):
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(ch, ch, 3, padding=dilation, dilation=dilation), _act(), conv3x3(ch, ch))
+        self.body = nn.Sequential(nn.Conv2d(ch, ch, 3, padding=dilation, dilation=dilation), leaky_relu(), conv3x3(ch, ch))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
@@ -46,19 +42,10 @@ class RepairAutoencoder(nn.Module):
                        "image_size": image_size}
         self.in_channels = in_channels
         self.multiple = 2 ** len(channels)
-        enc: list[nn.Module] = []
-        prev = in_channels
-        for ch in channels:
-            enc += [nn.Conv2d(prev, ch, 4, stride=2, padding=1), _act(), conv3x3(ch, ch), _act()]
-            prev = ch
-        self.encoder = nn.Sequential(*enc)
-        self.body = nn.Sequential(*[DilatedResBlock(prev, d) for d in dilations])
-        dec: list[nn.Module] = []
-        for ch in reversed(channels):
-            dec += [nn.Upsample(scale_factor=2, mode="nearest"), conv3x3(prev, ch), _act()]
-            prev = ch
-        dec += [conv3x3(prev, in_channels)]
-        self.decoder = nn.Sequential(*dec)
+        self.encoder = nn.Sequential(*strided_encoder(in_channels, channels))
+        self.body = nn.Sequential(*[DilatedResBlock(channels[-1], d) for d in dilations])
+        self.decoder = nn.Sequential(*upsampling_decoder(channels[-1], tuple(reversed(channels))),
+                                     conv3x3(channels[0], in_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) in [0, 1]; returns the repaired image, same shape, in [0, 1]."""
