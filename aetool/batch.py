@@ -168,7 +168,8 @@ def run_jobs(jobs: list[Job], process: Callable[[Picture, InputItem], tuple[Pict
     `on_progress(job, fraction)` as the tiles of a large image are done. `process(picture, item)`
     gets the input item too (inpaint finds each file's mask by it). `read(source, max_pixels,
     output_size)` decodes one input (a path, or the bytes of standard input): an image by default;
-    `process` may return bytes instead of a Picture (compress), written as they are.
+    `process` may return bytes instead of a Picture (compress), written as they are, or None for
+    nothing written (embed: the result is in its info; plan such jobs with output None).
 
     Each output is claimed (a lock file beside it) before its input is read, so that runs sharing
     an output folder split the work; a file another run holds, or has finished meanwhile, is skipped.
@@ -196,13 +197,15 @@ def run_jobs(jobs: list[Job], process: Callable[[Picture, InputItem], tuple[Pict
             return read(stdin_data.setdefault(0, sys.stdin.buffer.read()), max_pixels, output_size)
         return read(job.item.path, max_pixels, output_size)
 
-    def write(job: Job, out: Picture | bytes, info: dict, started: float, mp: float) -> FileResult:
+    def write(job: Job, out: Picture | bytes | None, info: dict, started: float, mp: float) -> FileResult:
         try:
-            data = out if isinstance(out, bytes) else encode_image(out, suffix_for(job), quality)
-            if job.output is None:
-                sys.stdout.buffer.write(data)
+            if out is None:  # a command with no file per input (embed): its result is in `info`
+                pass
+            elif job.output is None:
+                sys.stdout.buffer.write(out if isinstance(out, bytes) else encode_image(out, suffix_for(job), quality))
                 sys.stdout.buffer.flush()
             else:
+                data = out if isinstance(out, bytes) else encode_image(out, suffix_for(job), quality)
                 try:
                     atomic.write_atomic(job.output, data)
                 except OSError as exc:
@@ -211,8 +214,9 @@ def run_jobs(jobs: list[Job], process: Callable[[Picture, InputItem], tuple[Pict
                     raise ImageError(f"cannot write {job.output}: {exc.strerror or exc}") from None
         finally:
             release(job)
-        return FileResult(str(job.item), str(job.output) if job.output else "-", "ok",
-                          seconds=round(time.perf_counter() - started, 3), megapixels=round(mp, 4), info=info)
+        where = None if out is None else str(job.output) if job.output else "-"
+        return FileResult(str(job.item), where, "ok", seconds=round(time.perf_counter() - started, 3),
+                          megapixels=round(mp, 4), info=info)
 
     def failed(job: Job, exc: BaseException) -> FileResult:
         return FileResult(str(job.item), str(job.output) if job.output else "-", "failed", _reason(exc))

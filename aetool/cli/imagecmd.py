@@ -35,7 +35,8 @@ def run_image_command(name: str, inputs: list[str], output: str | None, args: Im
                       make_processor: Callable[[], Callable], output_size: OutputSize | None = None, *,
                       input_extensions: set[str] = IMAGE_EXTENSIONS, output_extensions: set[str] = IMAGE_EXTENSIONS,
                       read: Callable = read_image, probe: Callable = probe_image,
-                      on_finish: Callable[[list[FileResult], Summary], int | None] | None = None) -> None:
+                      on_finish: Callable[[list[FileResult], Summary], int | None] | None = None,
+                      file_per_input: bool = True) -> None:
     """Find inputs, plan outputs, check the model and every input's header, run, report, exit.
     `output_size` ((h, w) -> (h, w)): for commands that change the size, so that the pixel and
     memory limits are checked on the output before decoding. The keyword arguments let a command
@@ -43,7 +44,9 @@ def run_image_command(name: str, inputs: list[str], output: str | None, args: Im
     a folder scan takes, what an output file may end with, and how an input is read and probed.
     args.fmt may be an extension (".aei") for such outputs. `on_finish(results, summary)` runs after
     the batch (not on --dry-run) with every file's result, to write what covers the whole run (the
-    anomaly report); it may add to summary.extra and return an exit code for a run with no failure."""
+    anomaly report); it may add to summary.extra and return an exit code for a run with no failure.
+    `file_per_input=False`: the command writes no file per input (embed: one table for the run, by
+    on_finish); `output` is then not planned from and `process` returns (None, info)."""
     recursive, suffix, fmt, quality = args.recursive, args.suffix, args.fmt, args.quality
     overwrite, dry_run, as_json, quiet = args.overwrite, args.dry_run, args.as_json, args.quiet
     fmt = fmt.lower()
@@ -53,17 +56,19 @@ def run_image_command(name: str, inputs: list[str], output: str | None, args: Im
                                     fmt=fmt, include=args.include or (), exclude=args.exclude or (),
                                     max_depth=args.max_depth, extensions=input_extensions,
                                     output_extensions=output_extensions)
-    to_stdout = output == "-" or (output is None and any(it.is_stdin for it in items))
+    if not file_per_input:
+        output = None
+    to_stdout = file_per_input and (output == "-" or (output is None and any(it.is_stdin for it in items)))
     if to_stdout and len(items) + len(missing) != 1:
         raise UsageError("standard output takes exactly one image; give a folder with -o for several")
     if to_stdout and as_json:
         raise UsageError("--json prints to standard output, which is taken by the image; use -o FILE")
-    if output is None and not to_stdout:
+    if output is None and not to_stdout and file_per_input:
         raise UsageError("give an output with -o/--output (a folder, or a file for one input; - for stdout)")
     folder_input = any(Path(i).expanduser().is_dir() for i in inputs)
-    single_file = (not to_stdout and len(items) == 1 and not folder_input
+    single_file = (file_per_input and not to_stdout and len(items) == 1 and not folder_input
                    and has_image_extension(output, output_extensions) and not Path(output).expanduser().is_dir())
-    out_path = None if to_stdout else Path(output).expanduser()
+    out_path = None if to_stdout or output is None else Path(output).expanduser()
     if out_path is not None and not single_file and (out_path.is_file() or (
             has_image_extension(out_path, output_extensions) and not out_path.is_dir())):
         count = len(items) + len(missing)
@@ -71,6 +76,8 @@ def run_image_command(name: str, inputs: list[str], output: str | None, args: Im
                          "; give an output folder")
 
     def plan(item):
+        if not file_per_input:
+            return None
         return plan_output(item, "-" if to_stdout else output, single_file, suffix, fmt)
 
     def suffix_for(job) -> str:

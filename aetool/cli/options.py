@@ -108,11 +108,13 @@ def with_shared_options(fn, shared: dict, bundle, arg: str):
     return wrapper
 
 
-def image_command(fn):
+def image_command(fn, omit: tuple[str, ...] = ()):
     """`fn(..., args: ImageArgs)` gets the options of every image command, and its help text the
-    description of INPUT."""
+    description of INPUT. `omit`: options that mean nothing to a command that writes no image
+    per input (embed: --suffix, --format, ...); they keep their defaults in `args`."""
     defaults = ImageArgs()
-    shared = {name: (annotation, getattr(defaults, name)) for name, annotation in _IMAGE_OPTIONS.items()}
+    shared = {name: (annotation, getattr(defaults, name)) for name, annotation in _IMAGE_OPTIONS.items()
+              if name not in omit}
     command = with_shared_options(fn, shared, ImageArgs, "args")
     command.__doc__ = f"{inspect.cleandoc(fn.__doc__ or '')}\n\n{INPUTS_HELP}"
     return command
