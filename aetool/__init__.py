@@ -9,12 +9,15 @@
     image = decompress(data)              # a PIL image
     det = AnomalyDetector.load("parts.safetensors")  # from `aetool train anomaly`
     r = det(pil_image)                    # r.score, r.label, r.map (the anomaly map)
+    vectors = embed(paths, model="photo-embed")  # (N, latent) numpy array of autoencoder codes
+    ae = Autoencoder.load("fashion-vae")  # ae.generate(16, seed=0), ae.interpolate(a, b), ae.reconstruct(ims)
 
 torch is imported only when a model runs, so `import aetool` and `aetool --help` stay fast.
 """
 __version__ = "0.1.0"
 
-__all__ = ["denoise", "upscale", "inpaint", "compress", "decompress", "AnomalyDetector", "estimate_noise",
+__all__ = ["denoise", "upscale", "inpaint", "compress", "decompress", "AnomalyDetector", "embed", "Autoencoder",
+           "estimate_noise",
            "load_model", "__version__"]
 
 
@@ -37,6 +40,10 @@ def __getattr__(name):
         return getattr(task, name)
     if name in ("AnomalyDetector", "AnomalyResult"):
         from .tasks import anomaly as task
+
+        return getattr(task, name)
+    if name in ("embed", "Autoencoder"):
+        from .tasks import autoencoder as task
 
         return getattr(task, name)
     if name == "estimate_noise":

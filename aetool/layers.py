@@ -135,3 +135,45 @@ def conv_down(in_ch: int, out_ch: int, kernel: int = 5) -> nn.Conv2d:
 def conv_up(in_ch: int, out_ch: int, kernel: int = 5) -> nn.ConvTranspose2d:
     """Stride-2 transposed convolution that doubles height and width (synthesis transforms)."""
     return nn.ConvTranspose2d(in_ch, out_ch, kernel, stride=2, padding=kernel // 2, output_padding=1)
+
+
+class ConvToVector(nn.Module):
+    """An image of a fixed size to one vector: the strided encoder's levels, then a linear map of
+    the flattened features (the encoders of the autoencoders whose code is a vector: embed,
+    generate). Sizes that are not a multiple of 2**levels are padded (replicate) first."""
+
+    def __init__(self, in_ch: int, channels, size: tuple[int, int], out_features: int):
+        super().__init__()
+        self.multiple = 2 ** len(channels)
+        self.features = nn.Sequential(*strided_encoder(in_ch, channels))
+        grid = (-(-size[0] // self.multiple), -(-size[1] // self.multiple))
+        self.linear = nn.Linear(channels[-1] * grid[0] * grid[1], out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.features(pad_to_multiple(x, self.multiple)).flatten(1))
+
+
+class VectorToConv(nn.Module):
+    """One vector to an image of a fixed size: a linear map to a coarse grid of features, then the
+    upsampling decoder's levels (the mirror of ConvToVector), cropped to the size."""
+
+    def __init__(self, in_features: int, channels, size: tuple[int, int], out_ch: int):
+        super().__init__()
+        multiple = 2 ** len(channels)
+        self.size = tuple(size)
+        self.grid = (channels[-1], -(-size[0] // multiple), -(-size[1] // multiple))
+        self.linear = nn.Linear(in_features, self.grid[0] * self.grid[1] * self.grid[2])
+        ups = list(reversed(channels[:-1])) + [channels[0]]
+        self.body = nn.Sequential(leaky_relu(), *upsampling_decoder(channels[-1], ups), conv3x3(ups[-1], out_ch))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        y = self.body(self.linear(z).view(-1, *self.grid))
+        return y[..., :self.size[0], :self.size[1]]
+
+
+def image_size_pair(image_size) -> tuple[int, int]:
+    """A model's image size as (height, width), from an int (square) or a [height, width] pair."""
+    if isinstance(image_size, int):
+        return image_size, image_size
+    h, w = image_size
+    return int(h), int(w)

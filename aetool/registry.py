@@ -74,6 +74,7 @@ class Card:
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     calibration: dict = field(default_factory=dict)  # anomaly models: threshold and normal-score statistics
+    preprocessing: dict = field(default_factory=dict)  # vector-code autoencoders: size, channels, fit
     path: Path | None = None  # where the weights file is; not serialised
 
     @classmethod
@@ -90,8 +91,9 @@ class Card:
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "path"}
-        if not d["calibration"]:  # only anomaly models have one
-            del d["calibration"]
+        for key in ("calibration", "preprocessing"):  # only anomaly models / autoencoders have them
+            if not d[key]:
+                del d[key]
         return d
 
     def save(self, path: Path) -> None:
@@ -150,7 +152,7 @@ def find_card(name_or_path: str) -> Card:
     meta = read_metadata(path)
     return Card(name=path.stem, task=meta.get("task", "?"), arch=meta["arch"], config=meta["config"],
                 file=path.name, channels=meta["config"].get("in_channels", 3),
-                calibration=meta.get("calibration") or {}, path=path)
+                calibration=meta.get("calibration") or {}, preprocessing=meta.get("preprocessing") or {}, path=path)
 
 
 def read_metadata(path: Path) -> dict:

@@ -28,6 +28,12 @@ def _metric(card) -> str:
         bench = m.get("anomaly_benchmark") or {}
         v = next((r.get("pixel_auroc") for r in bench.values() if isinstance(r, dict) and "pixel_auroc" in r), None)
         return f"pixel AUROC {v:.3f}" if isinstance(v, (int, float)) else "-"
+    elif card.task == "autoencoder":
+        fashion = m.get("fashion_mnist_test") or {}
+        if isinstance(fashion.get("knn"), (int, float)):
+            return f"k-NN {fashion['knn']:.3f}"
+        dup = (m.get("near_duplicate_recall_at_1") or {}).get("all")
+        return f"dup. recall {dup:.3f}" if isinstance(dup, (int, float)) else "-"
     else:
         v = m.get("psnr_sigma25_blind_mean")
     return f"{v:.2f} dB" if isinstance(v, (int, float)) else "-"
@@ -57,7 +63,8 @@ def list_models(ctx: typer.Context,
     table = Table(title="aetool pretrained models",
                   caption="measured: denoise PSNR blind at σ25, mean over the test sets; upscale on Set5, Y channel; "
                           "inpaint in the holes, kodak24, mean over the mask kinds; anomaly: pixel AUROC on its texture's "
-                          "test crops (docs/benchmarks.md)")
+                          "test crops; autoencoder: Fashion-MNIST test k-NN accuracy, or near-duplicate recall@1 on "
+                          "photos (docs/benchmarks.md)")
     longest = max((len(c.name) for c in cards), default=4)
     table.add_column("name", no_wrap=True, min_width=longest)  # names are what scripts copy: never cut
     for col in ("task", "channels", "parameters", "file", "measured", "default"):

@@ -334,3 +334,85 @@ def train_anomaly(
                        val=common["val"], anomalous=anomalous, fpr=fpr, ssim_weight=ssim_weight, augment=augment, width=widths,
                        latent=latent, seed=common["seed"])
     run_training(task, values, command)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'28' (square) or 'WxH' to (height, width)."""
+    from ..errors import UsageError
+
+    try:
+        parts = [int(p) for p in text.lower().replace("×", "x").split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        return parts[0], parts[0]
+    if len(parts) == 2:
+        return parts[1], parts[0]
+    raise UsageError(f"--size must be N (a square) or WxH, e.g. 28 or 64x48; got '{text}'")
+
+
+def parse_widths(text: str, flag: str) -> tuple[int, ...]:
+    from ..errors import UsageError
+
+    try:
+        return tuple(int(w) for w in text.split(","))
+    except ValueError:
+        raise UsageError(f"{flag} must be comma-separated integers, got '{text}'") from None
+
+
+@train_app.command("autoencoder", epilog="""Examples:
+
+\b
+  # a convolutional autoencoder with a 16-number code, for embeddings
+  aetool train autoencoder --arch conv --data ~/fashion/train --size 28 \\
+      --latent 16 --out fashion.safetensors
+\b
+  # a variational one, to generate new images (aetool generate)
+  aetool train autoencoder --arch vae --data ~/fashion/train --size 28 \\
+      --latent 16 --out fashion-vae.safetensors --minutes 30
+\b
+  # colour photos at 64x64 (centre crop), trained on random crops
+  aetool train autoencoder --arch conv --data ~/photos --size 64 --fit crop \\
+      --augment crop --latent 64 --out photos.safetensors
+
+Every image is brought to --size (grey by luma when the model is grey) exactly as embed,
+generate and reconstruct will do it later: the preprocessing is stored in the weights file.
+""")
+@handle_errors
+@train_command(batch_size=128, lr=1e-3, val_count=1000, val_every=1000, steps=20000)
+def train_autoencoder(
+    data: Data,
+    out: Out,
+    arch: Annotated[str, typer.Option(metavar="ARCH", help="dense: the vanilla fully connected autoencoder; conv: "
+                                      "convolutional; vae: variational (can generate new images).")] = "conv",
+    latent: Annotated[int, typer.Option(metavar="N", help="Numbers in the code (the embedding's dimension).")] = 16,
+    size: Annotated[str, typer.Option(metavar="N|WxH", help="The model's image size: every image is resized to "
+                                      "it.")] = "28",
+    fit: Annotated[str, typer.Option(metavar="HOW", help="stretch: the whole image, aspect ratio not kept; crop: "
+                                     "the largest centred crop of the model's aspect ratio.")] = "stretch",
+    channels: Annotated[int, typer.Option(metavar="N", help="1 grey, 3 colour, 0 from the data.")] = 0,
+    hidden: Annotated[str, typer.Option(metavar="LIST", help="dense: units of the hidden layers, encoder side "
+                                        "(the decoder mirrors them).")] = "512,256",
+    width: Annotated[str, typer.Option(metavar="LIST", help="conv, vae: feature channels per level (each level "
+                                       "halves the image).")] = "32,64",
+    beta: Annotated[float, typer.Option(metavar="B", help="vae: weight of the KL term (1: the true ELBO).")] = 1.0,
+    kl_warmup: Annotated[int, typer.Option(metavar="STEPS", help="vae: steps over which the KL weight ramps "
+                                           "from 0 to --beta.")] = 2000,
+    augment: Annotated[str, typer.Option(metavar="KIND", help="none; flip: mirror left-right at random; crop: random "
+                                         "crops of 35-100 %% of each image, mirrored (photos: a few hundred images "
+                                         "give endless variety). Not for data whose orientation means something.")]
+    = "none",
+    common: dict = None,
+):
+    """Train a dense, convolutional or variational autoencoder whose code is a vector: for
+    embeddings (aetool embed), reconstructions and, with --arch vae, new images (aetool generate)."""
+    values = {**{k: v for k, v in locals().items() if k != "common"}, **common}
+    command = recorded_command(train_autoencoder, values, ["aetool", "train", "autoencoder"])
+    from ..training.autoencoder import AutoencoderTask
+
+    task = AutoencoderTask(data, arch=arch, latent=latent, size=parse_size(size), channels=channels, fit=fit,
+                           hidden=parse_widths(hidden, "--hidden"), width=parse_widths(width, "--width"), beta=beta,
+                           kl_warmup=kl_warmup, augment=augment, val=common["val"], val_count=common["val_count"],
+                           seed=common["seed"])
+    values["patch"] = max(8, *parse_size(size))  # whole images: the card's "patch" is the image's larger side
+    run_training(task, values, command)

@@ -312,6 +312,8 @@ def train(cfg: TrainConfig, task) -> dict:
             lr = lr_at(cfg, step, elapsed)
             for g in opt.param_groups:
                 g["lr"] = lr
+            if hasattr(task, "set_step"):  # a schedule inside the loss (the VAE's KL warm-up)
+                task.set_step(step)
             batch = task.sample_batch(rng, gen, cfg.batch_size, device)
             with torch.autocast(device.split(":")[0], dtype=amp_dtype, enabled=amp_dtype is not None):
                 loss = task.loss(model, batch)
@@ -384,8 +386,12 @@ def export(model, out: Path, task, cfg: TrainConfig, history: History, step: int
         model.update_tables()
     # An anomaly model's threshold, set on held-out images, travels in its weights file and card.
     calibration = task.calibrate(model, device) if hasattr(task, "calibrate") else None
+    # What else the runtime needs from training (the autoencoders' preprocessing), in the file too.
+    extra = dict(task.metadata()) if hasattr(task, "metadata") else {}
+    if calibration:
+        extra["calibration"] = calibration
     tmp = out.with_name(out.name + ".tmp")
-    save_weights(model, tmp, task.task, extra={"calibration": calibration} if calibration else None)
+    save_weights(model, tmp, task.task, extra=extra or None)
     os.replace(tmp, out)
     card = Card(name=cfg.name or out.stem, task=task.task, arch=model.arch_name, config=model.config,
                 file=out.name, sha256=sha256_of(out), channels=model.config.get("in_channels", 3),
@@ -395,7 +401,8 @@ def export(model, out: Path, task, cfg: TrainConfig, history: History, step: int
                           "seconds": round(history.seconds), "machine": machine_description(device),
                           "precision": precision_name(cfg.precision, device), "init": cfg.init,
                           "final_val_psnr": round(history.val_psnr[-1], 3) if history.val_psnr else None,
-                          "validation": task.validation_description()}, calibration=calibration or {})
+                          "validation": task.validation_description()}, calibration=calibration or {},
+                preprocessing=extra.get("preprocessing") or {})
     if cfg.minutes is not None:  # the time budget (only on runs that had one)
         card.training["minutes"] = cfg.minutes
     if cfg.init:  # provenance of the starting point, so the card tells the whole recipe
