@@ -152,7 +152,7 @@ else:
 # checkout); otherwise by the file's path, so that it starts from exactly these weights.
 by_name = Path(weights_dir()).resolve() == shipped.resolve()
 team_data = (root / ".." / "shared" / "data").resolve()
-TRAINER_LR = {"denoise": 4e-4, "upscale": 5e-4, "inpaint": 4e-4, "compress": 1e-4}
+TRAINER_LR = {"denoise": 4e-4, "upscale": 5e-4, "inpaint": 4e-4, "compress": 1e-4, "anomaly": 5e-4, "autoencoder": 1e-3}
 
 
 def data_folder(folder: str) -> str:
@@ -190,7 +190,7 @@ for card in cards:
     for f in folders:
         args += ["--data", str(f)]
     patch = training.get("patch") or data.get("lr_patch") or data.get("patch")
-    if patch:
+    if patch and task != "autoencoder":  # an autoencoder takes whole images (its card's patch is their size)
         args += ["--patch", str(patch)]
     channels = card.get("channels", config.get("in_channels", 3))
     # With --init the architecture comes from the model; what a trainer still checks against it
@@ -209,6 +209,20 @@ for card in cards:
             args += ["--max-hole", f"{data['max_hole']:g}"]
     elif task == "compress":
         args += ["--channels", str(channels)]
+    elif task == "anomaly":
+        args += ["--channels", str(channels), "--family", data.get("family", "repair"),
+                 "--size", str(config.get("image_size", 256))]
+        if data.get("val"):
+            args += [a for v in data["val"] for a in ("--val", data_folder(v))]
+    elif task == "autoencoder":
+        h, w = config["image_size"]
+        pre = card.get("preprocessing", {})
+        args += ["--arch", data.get("arch", "conv"), "--latent", str(config["latent"]), "--size", f"{w}x{h}",
+                 "--channels", str(channels), "--fit", pre.get("fit", "stretch")]
+        for key in ("augment", "input_dropout", "beta", "kl_warmup"):
+            value = data.get(key)
+            if value not in (None, "none", 0):
+                args += ["--" + key.replace("_", "-"), value if isinstance(value, str) else f"{value:g}"]
     init = name if by_name else str(shipped / card.get("file", f"{name}.safetensors"))
     args += ["--init", init]
     lr = float(training.get("lr") or TRAINER_LR[task])

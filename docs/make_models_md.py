@@ -18,12 +18,15 @@ ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = ROOT / "weights"
 OUT = ROOT / "docs" / "models.md"
 
-# Training sets recognised by a word in a --data folder name.
+# Training sets recognised by a word in a --data folder's name or its parent's.
 DATASETS = {
     "bsd": ("BSDS (Berkeley Segmentation Dataset)",
             "D. Martin, C. Fowlkes, D. Tal, J. Malik, \"A Database of Human Segmented Natural Images and its "
             "Application to Evaluating Segmentation Algorithms and Measuring Ecological Statistics\", "
             "Proc. IEEE International Conference on Computer Vision (ICCV), 2001, vol. 2, pp. 416-423."),
+    "fashion-mnist": ("Fashion-MNIST (MIT licence)",
+                      "H. Xiao, K. Rasul, R. Vollgraf, \"Fashion-MNIST: a Novel Image Dataset for Benchmarking Machine "
+                      "Learning Algorithms\", arXiv:1708.07747, 2017."),
     "t91": ("T91",
             "J. Yang, J. Wright, T. S. Huang, Y. Ma, \"Image Super-Resolution via Sparse Representation\", "
             "IEEE Transactions on Image Processing 19(11), 2010, pp. 2861-2873."),
@@ -64,7 +67,7 @@ def data_folders(training: dict) -> list[str]:
 def datasets(folders: list[str]) -> list[tuple[str, str]]:
     found = []
     for key, ref in DATASETS.items():
-        if any(key in Path(f).name.lower() for f in folders) and ref not in found:
+        if any(key in part.lower() for f in folders for part in Path(f).parts[-2:]) and ref not in found:
             found.append(ref)
     return found
 

@@ -413,6 +413,40 @@ def test_reconstruct_writes_images_of_the_models_size(models, tmp_path):
             assert im.size == (SIZE, SIZE) and im.mode == "L"
 
 
+def test_a_grey_reconstruction_of_a_colour_input_carries_no_rgb_profile(models, tmp_path):
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(np.repeat(shape(5)[:, :, None], 3, axis=2)).save(tmp_path / "c.png", icc_profile=srgb)
+    r = cli("reconstruct", tmp_path / "c.png", "-o", tmp_path / "out.png", "-m", models["conv"], *CPU, "-q")
+    assert r.exit_code == 0, r.output
+    with Image.open(tmp_path / "out.png") as im:
+        assert im.mode == "L" and not im.info.get("icc_profile")
+
+
+def test_no_images_give_an_empty_array_and_alpha_is_ignored(models):
+    from aetool import Autoencoder, embed
+
+    assert embed([], model=str(models["dense"])).shape == (0, 2)
+    ae = Autoencoder.load(str(models["dense"]), device="cpu")
+    grey = shape(6)
+    with_alpha = np.stack([grey, np.full_like(grey, 7)], axis=2)  # grey + alpha
+    np.testing.assert_array_equal(ae.embed([with_alpha]), ae.embed([grey]))
+
+
+def test_generate_without_a_seed_leaves_torchs_global_generator_alone(models):
+    import torch
+
+    from aetool import Autoencoder
+
+    ae = Autoencoder.load(str(models["vae"]), device="cpu")
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    ae.generate(2)
+    assert torch.equal(torch.rand(3), expected)
+
+
 # ---------------------------------------------------------------- 12-13. the VAE's likelihood, neighbours
 @pytest.mark.parametrize("mean,log_scale", [(0.5, -2.0), (0.0, -4.0), (0.9, 0.5), (0.3, -7.0), (1.0, -6.0),
                                             (0.123, -5.5)])

@@ -402,6 +402,9 @@ def train_autoencoder(
                                          "crops of 35-100 %% of each image, mirrored (photos: a few hundred images "
                                          "give endless variety). Not for data whose orientation means something.")]
     = "none",
+    input_dropout: Annotated[float, typer.Option(metavar="P", help="Zero each input pixel with probability P "
+                                                 "while training (a denoising autoencoder: the code learns shapes, "
+                                                 "not single pixels); 0: off.")] = 0.0,
     common: dict = None,
 ):
     """Train a dense, convolutional or variational autoencoder whose code is a vector: for
@@ -412,7 +415,8 @@ def train_autoencoder(
 
     task = AutoencoderTask(data, arch=arch, latent=latent, size=parse_size(size), channels=channels, fit=fit,
                            hidden=parse_widths(hidden, "--hidden"), width=parse_widths(width, "--width"), beta=beta,
-                           kl_warmup=kl_warmup, augment=augment, val=common["val"], val_count=common["val_count"],
+                           kl_warmup=kl_warmup, augment=augment, input_dropout=input_dropout, val=common["val"],
+                           val_count=common["val_count"],
                            seed=common["seed"])
     values["patch"] = max(8, *parse_size(size))  # whole images: the card's "patch" is the image's larger side
     run_training(task, values, command)

@@ -84,10 +84,12 @@ class ConvVAE(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
 
-    def loss_terms(self, x: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss_terms(self, x: torch.Tensor, eps: torch.Tensor, inputs: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per image: the reconstruction's -log p(x|z) and KL(q(z|x) || N(0, I)), both in nats,
-        with z = mu + sigma * eps (the reparameterisation; eps drawn by the caller, seeded)."""
-        mu, logvar = self.posterior(x)
+        with z = mu + sigma * eps (the reparameterisation; eps drawn by the caller, seeded).
+        `inputs`: what the encoder sees when it is not x (a corrupted x, for a denoising VAE)."""
+        mu, logvar = self.posterior(x if inputs is None else inputs)
         z = mu + torch.exp(0.5 * logvar) * eps
         mean, log_scale = self.likelihood(z)
         nll = -discretized_logistic_log_prob(x.float(), mean.float(), log_scale.float()).flatten(1).sum(1)

@@ -4,7 +4,9 @@ brought to the model's size by the runtime's own `preprocess` (aetool/tasks/auto
 that embed, generate and reconstruct see exactly what training saw; the preprocessing travels in
 the weights file and the card.
 
-Losses: the dense and conv autoencoders minimise the mean squared error of the reconstruction;
+Losses: the dense and conv autoencoders minimise the mean squared error of the reconstruction
+(of the clean image, from an input with --input-dropout of its pixels zeroed: a denoising
+autoencoder, Vincent et al. 2008, whose code keeps structure rather than single pixels);
 the VAE minimises -ELBO = -log p(x|z) + beta * KL(q(z|x) || N(0, I)) in nats (discretised
 logistic likelihood of the 8-bit pixels), with beta ramped from 0 over --kl-warmup steps."""
 from __future__ import annotations
@@ -39,6 +41,7 @@ class AutoencoderTask:
     def __init__(self, data: list[Path], arch: str = "conv", latent: int = 16, size: tuple[int, int] = (28, 28),
                  channels: int = 0, fit: str = "stretch", hidden: tuple[int, ...] = (512, 256),
                  width: tuple[int, ...] = (32, 64), beta: float = 1.0, kl_warmup: int = 2000, augment: str = "none",
+                 input_dropout: float = 0.0,
                  val: list[Path] | None = None, val_count: int = 1000, seed: int = 0):
         from ..tasks.autoencoder import FITS
 
@@ -55,6 +58,8 @@ class AutoencoderTask:
             raise UsageError(f"--fit must be one of {', '.join(FITS)}, got '{fit}'")
         if augment not in AUGMENTS:
             raise UsageError(f"--augment must be one of {', '.join(AUGMENTS)}, got '{augment}'")
+        if not 0 <= input_dropout < 1:
+            raise UsageError(f"--input-dropout must be at least 0 and below 1, got {input_dropout:g}")
         if beta < 0 or kl_warmup < 0:
             raise UsageError("--beta and --kl-warmup must be 0 or more")
         if any(w < 1 for w in hidden + width):
@@ -63,6 +68,7 @@ class AutoencoderTask:
         self.arch, self.latent, self.size, self.channels, self.fit = arch, latent, tuple(size), channels, fit
         self.hidden, self.width, self.beta, self.kl_warmup, self.augment = hidden, width, beta, kl_warmup, augment
         self.val, self.val_count, self.seed = val, val_count, seed
+        self.input_dropout = input_dropout
         self.name = f"autoencoder ({arch})"
         self.step = 0
         self.warnings: list[str] = []
@@ -167,18 +173,24 @@ class AutoencoderTask:
             x[flips] = x[flips, :, ::-1]
         x = torch.from_numpy(x).permute(0, 3, 1, 2).float().div(255).to(device)
         eps = torch.randn((batch_size, self.latent), generator=gen).to(device)
-        return x, eps
+        inputs = x
+        if self.input_dropout:  # masking noise: the encoder sees a corrupted image, the loss the clean one
+            # Kept pixels are scaled by 1 / (1 - p) (inverted dropout): a clean image at run time then has the
+            # brightness the encoder saw in training (unscaled, clean images were reconstructed far worse).
+            keep = torch.rand(x.shape[0], 1, *x.shape[2:], generator=gen) >= self.input_dropout
+            inputs = x * keep.to(device) / (1 - self.input_dropout)
+        return inputs, x, eps
 
     # ------------------------------------------------------------ loss and validation
     def kl_weight(self) -> float:
         return self.beta * (min(1.0, self.step / self.kl_warmup) if self.kl_warmup else 1.0)
 
     def loss(self, model, batch):
-        x, eps = batch
+        inputs, x, eps = batch
         if self.arch == "vae":
-            nll, kl = model.loss_terms(x, eps)
+            nll, kl = model.loss_terms(x, eps, inputs)
             return (nll + self.kl_weight() * kl).mean() / x[0].numel()
-        return (model(x).float() - x).pow(2).mean()
+        return (model(inputs).float() - x).pow(2).mean()
 
     def validate(self, model, device: str) -> float:
         torch = self._torch
@@ -209,7 +221,7 @@ class AutoencoderTask:
                 "held_out_images": len(self.val_files) if self.val_files is not self.train_files else 0,
                 "arch": self.arch, "latent": self.latent, "beta": self.beta if self.arch == "vae" else None,
                 "kl_warmup": self.kl_warmup if self.arch == "vae" else None,
-                "augment": AUGMENTS[self.augment], "preprocessing": self.metadata()["preprocessing"]}
+                "augment": self.augment, "input_dropout": self.input_dropout, "preprocessing": self.metadata()["preprocessing"]}
 
     def validation_description(self) -> dict:
         return {"files": len(self.val_files), "metric": "mean PSNR of the reconstruction of the held-out images "
