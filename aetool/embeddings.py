@@ -145,6 +145,7 @@ def plot_map(path: Path, points: np.ndarray, how: str, labels: list[str | None] 
             box = AnnotationBbox(OffsetImage(img, zoom=zoom, cmap="gray" if img.ndim == 2 else None), (x, y),
                                  frameon=False)
             ax.add_artist(box)
+        ax.margins(0.08)  # room for the thumbnails at the edges
     ax.set_title(title or "embedding map")
     ax.set_xlabel(how)
     fig.tight_layout()

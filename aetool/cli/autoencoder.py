@@ -20,8 +20,10 @@ Model = Annotated[Optional[str], typer.Option("--model", "-m", metavar="NAME|FIL
                                               "name from `aetool models` (fashion-dense, fashion-conv, fashion-vae, "
                                               "photo-embed).")]
 
-# Options of the image engine that mean nothing to a command writing no image per input.
-NOT_FOR_EMBED = ("suffix", "fmt", "quality", "tile")
+# Options of the image engine that mean nothing here: embed writes no image per input, and both run
+# a small model on the whole (resized) image at once, in fp32 (no tiles, no batches of tiles).
+NOT_TILED = ("tile", "batch_size", "precision")
+NOT_FOR_EMBED = ("suffix", "fmt", "quality") + NOT_TILED
 
 EMBED_EPILOG = """Examples:
 
@@ -94,9 +96,10 @@ def embed_command(
     state: dict = {"files": [], "codes": [], "thumbs": []}
 
     def make_processor():
+        from ..embeddings import THUMBNAILS_UP_TO
         from ..tasks.autoencoder import Autoencoder
 
-        ae = Autoencoder(_load(model, opts.device), _device(opts.device))
+        ae = Autoencoder.load(model, opts.device)
         state["ae"] = ae
 
         def process(pic, item):
@@ -104,30 +107,19 @@ def embed_command(
             code = ae.embed_inputs(x)[0]
             state["files"].append(str(item))
             state["codes"].append(code)
-            if plot is not None and len(state["thumbs"]) <= 150:
+            if plot is not None and len(state["thumbs"]) <= THUMBNAILS_UP_TO:
                 state["thumbs"].append(x[0])
             return None, {"embedding": [round(float(v), 6) for v in code]} if args.as_json else {"dims": len(code)}
 
         return process
 
     def finish(results, summary):
-        if table is None or not state["files"]:
+        # A run cut short (Ctrl-C, SIGTERM, a fatal error) writes no table: a re-run embeds everything anyway.
+        if table is None or not state["files"] or summary.interrupted or summary.stopped:
             return None
         return write_outputs(table, state, neighbours, plot, label_map, summary, args.quiet)
 
     run_image_command("embed", inputs, None, args, opts, make_processor, on_finish=finish, file_per_input=False)
-
-
-def _device(name: str) -> str:
-    from ..device import resolve_device
-
-    return resolve_device(name)
-
-
-def _load(model: str, device: str):
-    from ..registry import load_model
-
-    return load_model(model, _device(device))
 
 
 def write_outputs(table: Path, state: dict, neighbours: int, plot: Path | None, label_map, summary,
@@ -194,7 +186,7 @@ def reconstruct_command(inputs: o.Inputs, output: o.Output = None, model: Model 
         from ..imageio import Picture
         from ..tasks.autoencoder import Autoencoder
 
-        ae = Autoencoder(_load(model, opts.device), _device(opts.device))
+        ae = Autoencoder.load(model, opts.device)
 
         def process(pic, item):
             out = ae.decode(ae.embed_inputs(ae.inputs([pic.pixels])))[0]
@@ -267,7 +259,7 @@ def generate_command(
         raise UsageError(f"--grid {grid_path.name}: the grid is written as PNG; name it .png")
     from ..tasks.autoencoder import Autoencoder, grid
 
-    ae = Autoencoder(_load(model, device), _device(device))
+    ae = Autoencoder.load(model, device)
     if interpolate:
         ends = []
         for path in interpolate:
@@ -323,6 +315,6 @@ def register(app: typer.Typer) -> None:
     app.command("embed", short_help="One vector per image (autoencoder code): tables, near-duplicates, maps.",
                 epilog=EMBED_EPILOG)(handle_errors(o.image_command(embed_command, omit=NOT_FOR_EMBED)))
     app.command("reconstruct", short_help="Reconstruct images through an autoencoder's code.",
-                epilog=RECONSTRUCT_EPILOG)(handle_errors(o.image_command(reconstruct_command)))
+                epilog=RECONSTRUCT_EPILOG)(handle_errors(o.image_command(reconstruct_command, omit=NOT_TILED)))
     app.command("generate", short_help="New images from a variational autoencoder, or a walk between two.",
                 epilog=GENERATE_EPILOG)(handle_errors(generate_command))
