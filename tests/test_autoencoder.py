@@ -498,3 +498,12 @@ def test_nearest_neighbours_equal_brute_force(n, k, chunk):
     expected = np.argsort(full, axis=1, kind="stable")[:, :min(k, n - 1)]
     np.testing.assert_array_equal(idx, expected)
     np.testing.assert_allclose(dist, np.take_along_axis(full, expected, 1), rtol=1e-9, atol=1e-9)
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(models, few, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    r = cli("embed", few, "-o", blocker / "emb.csv", "-m", models["conv"], *CPU, "-q")
+    assert r.exit_code == 2 and "cannot write to folder" in r.output
+    r = cli("generate", "-m", models["vae"], "-n", "2", "--grid", blocker / "g.png", "--seed", "0", "-q")
+    assert r.exit_code == 2 and "cannot write to folder" in r.output

@@ -85,6 +85,7 @@ def embed_command(
         existing = [p for p in planned if p.exists()]
         if existing and not args.overwrite and not args.dry_run:
             raise UsageError(f"{existing[0]} exists; add --overwrite to replace it")
+        check_writable(planned)
     label_map = None
     if labels is not None:
         if plot is None:
@@ -122,6 +123,22 @@ def embed_command(
     run_image_command("embed", inputs, None, args, opts, make_processor, on_finish=finish, file_per_input=False)
 
 
+def check_writable(paths) -> None:
+    """Before any image is read: each output's folder can be created and written to (a read-only
+    or missing target is one usage error, not a run whose results are then lost)."""
+    import tempfile
+
+    from ..errors import UsageError
+
+    for folder in {Path(p).expanduser().parent for p in paths}:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(prefix=".aetool-probe-", dir=folder):
+                pass
+        except OSError as exc:
+            raise UsageError(f"cannot write to folder {folder}: {exc.strerror or exc}; choose another output") from None
+
+
 def write_outputs(table: Path, state: dict, neighbours: int, plot: Path | None, label_map, summary,
                   quiet: bool) -> int | None:
     """The table, neighbours and map of the whole run (atomically); a write failure is one line, exit 1."""
@@ -147,8 +164,8 @@ def write_outputs(table: Path, state: dict, neighbours: int, plot: Path | None, 
             emb.plot_map(plot.expanduser(), points, how, labels, thumbs,
                          f"{len(files)} images, model {state['ae'].card.name}")
             written.append(plot.expanduser())
-    except OSError as exc:
-        print(f"aetool: failed: cannot write {exc.filename or table}: {exc.strerror or exc}", file=sys.stderr)
+    except OSError as exc:  # the folder was writable at the start (check_writable): a full disk, a removed folder
+        print(f"aetool: failed: cannot write {table} (or its companions): {exc.strerror or exc}", file=sys.stderr)
         summary.extra["write_error"] = str(exc.strerror or exc)
         return EXIT_SOME_FAILED
     summary.extra.update({"table": str(table), "rows": len(files), "dims": int(codes.shape[1]),
@@ -257,6 +274,8 @@ def generate_command(
         raise UsageError("say where to write: --grid FILE.png (one picture) and/or -o FOLDER (one file each)")
     if grid_path is not None and grid_path.suffix.lower() != ".png":
         raise UsageError(f"--grid {grid_path.name}: the grid is written as PNG; name it .png")
+    check_writable(([output.expanduser() / "x"] if output is not None else [])
+                   + ([grid_path.expanduser()] if grid_path is not None else []))
     from ..tasks.autoencoder import Autoencoder, grid
 
     ae = Autoencoder.load(model, device)
