@@ -22,6 +22,9 @@ default antialiasing:
 Pillow's BICUBIC and torch's `interpolate(mode="bicubic", antialias=True)` use the same kernel but
 differ at the borders and in rounding; `benchmarks/sr_downscale_match.py` measures how far each
 one is from the provided LR files.
+
+At the end, `resize_to` and `to_model_channels`: how a model of one fixed input size (anomaly,
+the vector-code autoencoders) gets any image, in torch.
 """
 from __future__ import annotations
 
@@ -126,3 +129,27 @@ def downscale_uint8(hr: np.ndarray, scale: int, round_between: bool = True) -> n
         raise ValueError(f"scale must be a positive integer, got {scale}")
     lr = imresize(hr, 1.0 / int(scale), round_between=round_between)
     return np.clip(_round_half_away(lr), 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------- models of one fixed input size
+def resize_to(x, size: tuple[int, int]):
+    """(B, C, H, W) torch tensor to (B, C, size[0], size[1]), bilinear with antialiasing when
+    shrinking: how the anomaly models and the vector-code autoencoders bring any image to their size."""
+    import torch.nn.functional as F
+
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
+
+
+def to_model_channels(x, channels: int):
+    """(B, C, H, W) torch tensor to the model's channel count: luminance (ITU-R BT.601) or a grey
+    repeated."""
+    import torch
+
+    if x.shape[1] == channels:
+        return x
+    if channels == 1:
+        weights = torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        return (x[:, :3] * weights).sum(dim=1, keepdim=True)
+    return x[:, :1].expand(-1, channels, -1, -1)

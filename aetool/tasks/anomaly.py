@@ -27,6 +27,7 @@ from ..engine import EngineOptions, Runner
 from ..errors import ModelError, UsageError
 from ..imageio import Picture
 from ..registry import find_card, load_model, verify_model
+from ..resize import resize_to, to_model_channels
 
 # How a map is made and scored, unless the model's calibration says otherwise. border: pixels of
 # mirrored image added on each side before reconstructing (and cropped after), so that the image's
@@ -101,27 +102,6 @@ def reconstruct(model, x, border: int):
         return model(x)
     b = min(border, x.shape[-2] - 1, x.shape[-1] - 1)
     return model(F.pad(x, (b, b, b, b), mode="reflect"))[..., b:-b, b:-b]
-
-
-def resize_square(x, size: int):
-    """(B, C, H, W) to (B, C, size, size), bilinear with antialiasing when shrinking."""
-    import torch.nn.functional as F
-
-    if x.shape[-2:] == (size, size):
-        return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-
-
-def to_model_channels(x, channels: int):
-    """(B, C, H, W) to the model's channel count: luminance (ITU-R BT.601) or a grey repeated."""
-    import torch
-
-    if x.shape[1] == channels:
-        return x
-    if channels == 1:
-        weights = torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-        return (x[:, :3] * weights).sum(dim=1, keepdim=True)
-    return x[:, :1].expand(-1, channels, -1, -1)
 
 
 # ---------------------------------------------------------------- thresholds
@@ -229,7 +209,7 @@ class AnomalyDetector:
 
         h, w, _ = pixels.shape
         x = torch.from_numpy(np.ascontiguousarray(pixels, np.float32)).permute(2, 0, 1)[None]
-        x = resize_square(to_model_channels(x, self.channels), self.size).clamp_(0, 1)
+        x = resize_to(to_model_channels(x, self.channels), (self.size, self.size)).clamp_(0, 1)
         work = x[0].permute(1, 2, 0).numpy()
         recon = torch.from_numpy(self.runner.run(lambda t: reconstruct(self.model, t, self.map_settings["border"]),
                                                  work)).permute(2, 0, 1)[None]

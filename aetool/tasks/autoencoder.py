@@ -37,7 +37,7 @@ def preprocess(pixels: np.ndarray, channels: int, size: tuple[int, int], fit: st
     a bilinear, antialiased resize. Rounded to 8-bit levels, as the training images were."""
     import torch
 
-    from .anomaly import to_model_channels
+    from ..resize import resize_to, to_model_channels
 
     a = np.asarray(pixels)
     if a.ndim == 2:
@@ -58,9 +58,7 @@ def preprocess(pixels: np.ndarray, channels: int, size: tuple[int, int], fit: st
         else:
             cw = max(1, round(h * tw / th))
             x = x[..., (w - cw) // 2:(w - cw) // 2 + cw]
-    if tuple(x.shape[-2:]) != tuple(size):
-        x = torch.nn.functional.interpolate(x, size=tuple(size), mode="bilinear", antialias=True,
-                                            align_corners=False)
+    x = resize_to(x, size)
     out = (x[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8)
     return out.numpy()
 

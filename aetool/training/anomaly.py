@@ -135,11 +135,11 @@ class AnomalyTask:
 
     def _load(self, path: Path, as_uint8: bool = False) -> np.ndarray:
         """(size, size, C) float32 in [0, 1] (uint8 for the training set, to hold thousands)."""
-        from ..tasks.anomaly import resize_square
+        from ..resize import resize_to
 
         torch = self._torch
         a = read_image(path, self.channels)
-        x = resize_square(torch.from_numpy(a.copy()).permute(2, 0, 1)[None].float() / 255, self.size)
+        x = resize_to(torch.from_numpy(a.copy()).permute(2, 0, 1)[None].float() / 255, (self.size, self.size))
         out = x[0].permute(1, 2, 0).clamp(0, 1).numpy()
         return np.round(out * 255).astype(np.uint8) if as_uint8 else np.ascontiguousarray(out, np.float32)
 
