@@ -43,7 +43,8 @@ def create_architecture(arch: str, config: dict):
     _import_models()
     if arch not in _ARCHITECTURES:
         raise ModelError(f"unknown architecture '{arch}'; known: {', '.join(sorted(_ARCHITECTURES))}")
-    return _ARCHITECTURES[arch](**config)
+    # JSON has lists where the constructors take tuples (channels per level, dilations, sizes).
+    return _ARCHITECTURES[arch](**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
 
 
 def weights_dir() -> Path:

@@ -46,7 +46,4 @@ class ConvAutoencoder(nn.Module):
 
 @register("conv_autoencoder")
 def conv_autoencoder(**config) -> ConvAutoencoder:
-    config = dict(config)
-    if "channels" in config:
-        config["channels"] = tuple(config["channels"])
     return ConvAutoencoder(**config)

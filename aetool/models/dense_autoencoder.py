@@ -53,7 +53,4 @@ class DenseAutoencoder(nn.Module):
 
 @register("dense_autoencoder")
 def dense_autoencoder(**config) -> DenseAutoencoder:
-    config = dict(config)
-    if "hidden" in config:
-        config["hidden"] = tuple(config["hidden"])
     return DenseAutoencoder(**config)

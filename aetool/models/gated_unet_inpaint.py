@@ -98,8 +98,4 @@ class GatedUNetInpaint(nn.Module):
 
 @register("gated_unet_inpaint")
 def gated_unet_inpaint(**config) -> GatedUNetInpaint:
-    config = dict(config)
-    for key in ("channels", "dilations"):
-        if key in config:
-            config[key] = tuple(config[key])
     return GatedUNetInpaint(**config)

@@ -56,8 +56,4 @@ class RepairAutoencoder(nn.Module):
 
 @register("repair_autoencoder")
 def repair_autoencoder(**config) -> RepairAutoencoder:
-    config = dict(config)
-    for key in ("channels", "dilations"):
-        if key in config:
-            config[key] = tuple(config[key])
     return RepairAutoencoder(**config)

@@ -61,7 +61,4 @@ class UNetDenoiser(nn.Module):
 
 @register("unet_denoiser")
 def unet_denoiser(**config) -> UNetDenoiser:
-    config = dict(config)
-    if "channels" in config:
-        config["channels"] = tuple(config["channels"])
     return UNetDenoiser(**config)

@@ -126,7 +126,4 @@ class ConvVAE(nn.Module):
 
 @register("conv_vae")
 def conv_vae(**config) -> ConvVAE:
-    config = dict(config)
-    if "channels" in config:
-        config["channels"] = tuple(config["channels"])
     return ConvVAE(**config)

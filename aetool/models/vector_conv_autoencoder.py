@@ -42,7 +42,4 @@ class VectorConvAutoencoder(nn.Module):
 
 @register("vector_conv_autoencoder")
 def vector_conv_autoencoder(**config) -> VectorConvAutoencoder:
-    config = dict(config)
-    if "channels" in config:
-        config["channels"] = tuple(config["channels"])
     return VectorConvAutoencoder(**config)
