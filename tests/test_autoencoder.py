@@ -507,3 +507,11 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(models, few
     assert r.exit_code == 2 and "cannot write to folder" in r.output
     r = cli("generate", "-m", models["vae"], "-n", "2", "--grid", blocker / "g.png", "--seed", "0", "-q")
     assert r.exit_code == 2 and "cannot write to folder" in r.output
+
+
+def test_an_image_above_the_pixel_limit_fails_alone(models, few, tmp_path):
+    save(np.zeros((1200, 1000), np.uint8), few / "huge.png")  # 1.2 MP against --max-pixels 1
+    out = tmp_path / "emb.csv"
+    r = cli("embed", few, "-o", out, "-m", models["conv"], "--max-pixels", "1", *CPU, "-q")
+    assert r.exit_code == 1 and "above the limit" in r.output
+    assert len(read_csv(out)) == 8 and not any("huge" in row["file"] for row in read_csv(out))
