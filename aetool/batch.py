@@ -309,29 +309,37 @@ def _is_fatal(exc: BaseException) -> bool:
     return isinstance(exc, (FatalError, ModelError))
 
 
+def folder_write_error(folder: Path, create: bool = True) -> str | None:
+    """Why `folder` cannot take output files (None when it can): created if missing, then probed
+    with a temporary file. create=False (--dry-run) creates nothing: a missing folder is judged
+    by its nearest existing parent."""
+    probe = folder
+    try:
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        else:
+            while not probe.exists() and probe != probe.parent:
+                probe = probe.parent
+            if not probe.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        with tempfile.TemporaryFile(prefix=".aetool-probe-", dir=probe):
+            pass
+    except OSError as exc:
+        return str(exc.strerror or exc)
+    return None
+
+
 def unwritable_folders(jobs: list[Job], create: bool = True) -> dict[Path, str]:
     """Output folders that cannot be created or written to, with the reason: checked once per
     folder before any image is processed, so a read-only target costs seconds, not the whole run.
     Stale temporary and lock files that earlier runs left there (killed with -9, a power cut) are
-    removed on the way. create=False (--dry-run) creates nothing: a missing folder is judged by
-    its nearest existing parent."""
+    removed on the way."""
     blocked: dict[Path, str] = {}
     for folder in {job.output.parent for job in jobs if job.output is not None}:
-        probe = folder
-        try:
-            if create:
-                folder.mkdir(parents=True, exist_ok=True)
-            else:
-                while not probe.exists() and probe != probe.parent:
-                    probe = probe.parent
-                if not probe.is_dir():
-                    raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
-            with tempfile.TemporaryFile(prefix=".aetool-probe-", dir=probe):
-                pass
-        except OSError as exc:
-            blocked[folder] = f"cannot write to folder {folder}: {exc.strerror or exc}; choose another -o"
-            continue
-        if create:
+        why = folder_write_error(folder, create)
+        if why is not None:
+            blocked[folder] = f"cannot write to folder {folder}: {why}; choose another -o"
+        elif create:
             atomic.clean_stale_temps(folder)
     return blocked
 

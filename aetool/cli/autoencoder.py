@@ -126,17 +126,13 @@ def embed_command(
 def check_writable(paths) -> None:
     """Before any image is read: each output's folder can be created and written to (a read-only
     or missing target is one usage error, not a run whose results are then lost)."""
-    import tempfile
-
+    from ..batch import folder_write_error
     from ..errors import UsageError
 
     for folder in {Path(p).expanduser().parent for p in paths}:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(prefix=".aetool-probe-", dir=folder):
-                pass
-        except OSError as exc:
-            raise UsageError(f"cannot write to folder {folder}: {exc.strerror or exc}; choose another output") from None
+        why = folder_write_error(folder)
+        if why is not None:
+            raise UsageError(f"cannot write to folder {folder}: {why}; choose another output")
 
 
 def write_outputs(table: Path, state: dict, neighbours: int, plot: Path | None, label_map, summary,

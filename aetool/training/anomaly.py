@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
-from .data import FEW_IMAGES, list_images, read_image
+from .data import FEW_IMAGES, detect_channels, hold_out, list_images, read_image
 
 FAMILIES = {"plain": "conv_autoencoder", "repair": "repair_autoencoder"}
 MIN_NORMAL_IMAGES = 5  # fewer cannot be split into training and a held-out set for the threshold
@@ -27,28 +27,7 @@ def split_fraction(files: list[Path], fraction: float, seed: int) -> tuple[list[
     if len(files) < MIN_NORMAL_IMAGES:
         raise UsageError(f"{len(files)} normal image(s) found; anomaly training needs at least {MIN_NORMAL_IMAGES} "
                          "(some are held out to set the threshold), and a useful model tens to hundreds")
-    order = np.random.default_rng(seed).permutation(len(files))
-    count = max(1, int(round(fraction * len(files))))
-    held = set(order[:count].tolist())
-    return [f for i, f in enumerate(files) if i not in held], [f for i, f in enumerate(files) if i in held]
-
-
-def detect_channels(files: list[Path]) -> int:
-    """1 when every image is grey (its channels equal), else 3."""
-    from PIL import Image
-
-    for f in files:
-        try:
-            with Image.open(f) as im:
-                if im.mode in ("L", "LA", "I", "I;16", "1"):
-                    continue
-                im.draft("RGB", (64, 64))
-                a = np.asarray(im.convert("RGB").resize((64, 64)), np.int16)
-        except OSError:
-            continue  # read_image reports it, with the file name
-        if np.abs(a[..., 0] - a[..., 1]).max() > 2 or np.abs(a[..., 1] - a[..., 2]).max() > 2:
-            return 3
-    return 1
+    return hold_out(files, max(1, int(round(fraction * len(files)))), seed)
 
 
 class AnomalyTask:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
-from .data import FEW_IMAGES, list_images, read_image
+from .data import FEW_IMAGES, detect_channels, hold_out, list_images, read_image
 
 ARCHS = {"dense": "dense_autoencoder", "conv": "vector_conv_autoencoder", "vae": "conv_vae"}
 AUGMENTS = {"none": "none", "flip": "left-right mirror at random",
@@ -29,10 +29,7 @@ def seeded_hold_out(files: list[Path], count: int, seed: int) -> tuple[list[Path
     """At most `count` files (and never more than 1 in 5) held out at random (seeded), the rest
     trained on; with fewer than 5 files none is held out (validation then uses the training set)."""
     count = min(count, len(files) // 5)
-    if count <= 0:
-        return files, []
-    held = set(np.random.default_rng(seed).permutation(len(files))[:count].tolist())
-    return [f for i, f in enumerate(files) if i not in held], [f for i, f in enumerate(files) if i in held]
+    return hold_out(files, count, seed) if count > 0 else (files, [])
 
 
 class AutoencoderTask:
@@ -80,8 +77,6 @@ class AutoencoderTask:
         from ..registry import create_architecture
 
         if not self.channels:
-            from .anomaly import detect_channels
-
             self.channels = detect_channels(list_images(self.data))
         config = {"in_channels": self.channels, "image_size": list(self.size), "latent": self.latent}
         if self.arch == "dense":

@@ -163,3 +163,28 @@ def center_crops(images: list[np.ndarray], size: int) -> list[np.ndarray]:
         y, x = (h - s) // 2, (w - s) // 2
         out.append(a[y:y + s, x:x + s])
     return out
+
+
+def hold_out(files: list[Path], count: int, seed: int) -> tuple[list[Path], list[Path]]:
+    """`count` of the files drawn at random (numpy default_rng(seed)) held out, the rest for
+    training, both in the files' order."""
+    held = set(np.random.default_rng(seed).permutation(len(files))[:count].tolist())
+    return [f for i, f in enumerate(files) if i not in held], [f for i, f in enumerate(files) if i in held]
+
+
+def detect_channels(files: list[Path]) -> int:
+    """1 when every image is grey (its channels equal), else 3."""
+    from PIL import Image
+
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                if im.mode in ("L", "LA", "I", "I;16", "1"):
+                    continue
+                im.draft("RGB", (64, 64))
+                a = np.asarray(im.convert("RGB").resize((64, 64)), np.int16)
+        except OSError:
+            continue  # read_image reports it, with the file name
+        if np.abs(a[..., 0] - a[..., 1]).max() > 2 or np.abs(a[..., 1] - a[..., 2]).max() > 2:
+            return 3
+    return 1
