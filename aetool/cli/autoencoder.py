@@ -85,7 +85,7 @@ def embed_command(
         existing = [p for p in planned if p.exists()]
         if existing and not args.overwrite and not args.dry_run:
             raise UsageError(f"{existing[0]} exists; add --overwrite to replace it")
-        check_writable(planned)
+        check_writable(planned, create=not args.dry_run)
     label_map = None
     if labels is not None:
         if plot is None:
@@ -123,14 +123,15 @@ def embed_command(
     run_image_command("embed", inputs, None, args, opts, make_processor, on_finish=finish, file_per_input=False)
 
 
-def check_writable(paths) -> None:
+def check_writable(paths, create: bool = True) -> None:
     """Before any image is read: each output's folder can be created and written to (a read-only
-    or missing target is one usage error, not a run whose results are then lost)."""
+    or missing target is one usage error, not a run whose results are then lost). create=False
+    (--dry-run) creates nothing."""
     from ..batch import folder_write_error
     from ..errors import UsageError
 
     for folder in {Path(p).expanduser().parent for p in paths}:
-        why = folder_write_error(folder)
+        why = folder_write_error(folder, create)
         if why is not None:
             raise UsageError(f"cannot write to folder {folder}: {why}; choose another output")
 
