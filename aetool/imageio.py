@@ -55,6 +55,7 @@ class Picture:
     source_format: str | None = None
     xmp: bytes | None = None  # the XMP packet, written to JPEG, PNG, WebP, TIFF and AVIF outputs
     png_text: list = field(default_factory=list)  # (type, body) of a PNG input's tEXt/zTXt/iTXt chunks
+    jpeg_quality: float | None = None  # a JPEG input's quality, from its quantisation tables
     extra: dict = field(default_factory=dict)
 
     @property
@@ -257,8 +258,13 @@ def _decode(im, data: bytes) -> Picture:
     pixels = _orient(pixels, orientation)
     if alpha is not None:
         alpha = _orient(alpha, orientation)
+    jpeg_quality = None
+    if fmt == "JPEG" and getattr(im, "quantization", None):
+        from .codecs import jpeg_quality_from_tables
+
+        jpeg_quality = jpeg_quality_from_tables(im.quantization)
     return Picture(pixels=np.ascontiguousarray(pixels, np.float32), alpha=alpha, bit_depth=bits, exif=exif,
-                   icc=icc, dpi=dpi, source_format=fmt, xmp=xmp, png_text=png_text)
+                   icc=icc, dpi=dpi, source_format=fmt, xmp=xmp, png_text=png_text, jpeg_quality=jpeg_quality)
 
 
 def _png_text_chunks(data: bytes) -> tuple[list[tuple[bytes, bytes]], bytes | None]:

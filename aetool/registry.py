@@ -76,6 +76,7 @@ class Card:
     metrics: dict = field(default_factory=dict)
     calibration: dict = field(default_factory=dict)  # anomaly models: threshold and normal-score statistics
     preprocessing: dict = field(default_factory=dict)  # vector-code autoencoders: size, channels, fit
+    degradation: dict = field(default_factory=dict)  # codec post-filters: their codecs and condition map
     path: Path | None = None  # where the weights file is; not serialised
 
     @classmethod
@@ -92,7 +93,7 @@ class Card:
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "path"}
-        for key in ("calibration", "preprocessing"):  # only anomaly models / autoencoders have them
+        for key in ("calibration", "preprocessing", "degradation"):  # only some models have them
             if not d[key]:
                 del d[key]
         return d
@@ -110,13 +111,15 @@ def pretrained_cards(task: str | None = None) -> list[Card]:
     return cards
 
 
-def default_model(task: str, channels: int = 3, scale: int | None = None) -> Card:
-    """The pretrained model marked default for a task (and channel count, and scale for upscalers)."""
+def default_model(task: str, channels: int = 3, scale: int | None = None, codec: str | None = None) -> Card:
+    """The pretrained model marked default for a task (and channel count, and scale for upscalers;
+    for denoisers, the codec whose artefacts it removes, None for Gaussian noise)."""
     cards = [c for c in pretrained_cards(task) if c.channels == channels
-             and (scale is None or c.config.get("scale") == scale)]
+             and (scale is None or c.config.get("scale") == scale)
+             and codec in (c.degradation.get("codecs") or [None])]
     if not cards:
-        what = f"x{scale} " if scale else ""
-        train = f"aetool train {task}" + (f" --scale {scale}" if scale else "")
+        what = f"x{scale} " if scale else (f"{codec.upper()} " if codec else "")
+        train = f"aetool train {task}" + (f" --scale {scale}" if scale else "") + (f" --codec {codec}" if codec else "")
         raise ModelError(f"no pretrained {what}{task} model for {channels}-channel images is installed; "
                          f"train one with `{train} --data DIR --out FILE.safetensors` and pass it with --model FILE")
     for c in cards:
@@ -153,7 +156,8 @@ def find_card(name_or_path: str) -> Card:
     meta = read_metadata(path)
     return Card(name=path.stem, task=meta.get("task", "?"), arch=meta["arch"], config=meta["config"],
                 file=path.name, channels=meta["config"].get("in_channels", 3),
-                calibration=meta.get("calibration") or {}, preprocessing=meta.get("preprocessing") or {}, path=path)
+                calibration=meta.get("calibration") or {}, preprocessing=meta.get("preprocessing") or {},
+                degradation=meta.get("degradation") or {}, path=path)
 
 
 def read_metadata(path: Path) -> dict:

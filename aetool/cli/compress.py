@@ -30,6 +30,10 @@ COMPRESS_EPILOG = """Examples:
 \b
   # a pipe
   cat a.png | aetool compress - > a.aei
+\b
+  # standard AVIF files (or jpeg, webp) that every viewer opens, quality
+  # 1-100; `aetool decompress` decodes them with a learned post-filter
+  aetool compress photos/ -o web/ --codec avif --quality 50
 
 Exit codes: 0 all done (or skipped), 1 some inputs failed (each reported) or the batch
 stopped early (disk full, read-only, broken model), 2 usage error, 130 Ctrl-C, 143 SIGTERM.
@@ -43,9 +47,14 @@ DECOMPRESS_EPILOG = """Examples:
 \b
   # a pipe
   aetool decompress a.aei -o - > a.png
+\b
+  # JPEG, WebP and AVIF files too: the codec's decoder, then a learned
+  # post-filter for that codec (--no-filter: the plain decode)
+  aetool decompress old.jpg web/*.avif -o better/
 
-Each file names the model it needs (see `aetool info FILE`); --model gives another
-place to find it (a .safetensors file).
+Each .aei file names the model it needs (see `aetool info FILE`); --model gives another
+place to find it (a .safetensors file). For JPEG/WebP/AVIF files, --model names the
+post-filter (default: denoise-jpeg for JPEG, postfilter-webp-avif for WebP and AVIF).
 
 Exit codes: 0 all done (or skipped), 1 some inputs failed (each reported) or the batch
 stopped early, 2 usage error, 130 Ctrl-C, 143 SIGTERM.
@@ -78,9 +87,10 @@ _COMPRESS_OPTIONS = {k: v for k, v in o._IMAGE_OPTIONS.items() if k not in ("fmt
 def compress_command(
     inputs: o.Inputs,
     output: o.Output = None,
-    quality: Annotated[Optional[float], typer.Option("--quality", "-Q", min=1.0, max=8.0, metavar="Q",
+    quality: Annotated[Optional[float], typer.Option("--quality", "-Q", min=1.0, max=100.0, metavar="Q",
                                                      help="1 (smallest file) to 8 (best image), fractions allowed; "
-                                                     "default 4.", show_default=False)] = None,
+                                                     "default 4. With --codec: the codec's 1-100.",
+                                                     show_default=False)] = None,
     bpp: Annotated[Optional[float], typer.Option(min=0.001, metavar="BPP", help="Aim at this many bits per pixel: "
                                                  "the largest quality whose file is not bigger.",
                                                  show_default=False)] = None,
@@ -95,6 +105,11 @@ def compress_command(
                                                  show_default=False)] = None,
     strip: Annotated[bool, typer.Option("--strip", help="Leave out the ICC profile and EXIF (kept by default).")]
     = False,
+    codec: Annotated[Optional[str], typer.Option(metavar="CODEC",
+                                                 help="Write standard files of a classical codec instead of .aei: "
+                                                 "jpeg, webp, avif (jxl with pillow-jxl-plugin). `aetool "
+                                                 "decompress` gives them a learned post-filter; any viewer "
+                                                 "opens them as they are.", show_default=False)] = None,
     args: o.ImageArgs = None,
 ):
     """Compress images to .aei files with a learned codec.
@@ -112,6 +127,28 @@ def compress_command(
     if sum(v is not None for v in (quality, bpp, size, psnr)) > 1:
         raise UsageError("give one of --quality, --bpp, --size or --psnr")
     target = {"quality": quality, "bpp": bpp, "size": parse_size(size) if size is not None else None, "psnr": psnr}
+    if codec is not None:
+        from ..codecs import get_codec
+
+        if model is not None:
+            raise UsageError("--model names a learned codec; --codec writes a classical one: give one of them")
+        suffix = get_codec(codec).suffix  # an unknown or unavailable codec: a usage error now
+        if quality is not None:
+            if quality != int(quality):
+                raise UsageError(f"--quality for --codec {codec} is a whole number from 1 to 100")
+            target["quality"] = int(quality)
+        args.fmt = suffix
+        opts = engine_options(args)
+
+        def make_classical():
+            from ..tasks.classical import encode_classical
+
+            return lambda pic, item: encode_classical(pic, codec, strip=strip, **target)
+
+        run_image_command("compress", inputs, output, args, opts, make_classical, output_extensions={suffix})
+        return
+    if quality is not None and quality > 8:
+        raise UsageError(f"--quality of the learned codec is 1 to 8 (got {quality:g}); 1-100 is for --codec")
     args.fmt = EXTENSION
     opts = engine_options(args)
     from ..registry import default_model, find_card
@@ -133,31 +170,48 @@ def decompress_command(
     inputs: Annotated[List[str], typer.Argument(metavar="INPUT", hidden=True, show_default=False)],
     output: o.Output = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", metavar="NAME|FILE",
-                                                 help="Where to find the codec the files name, when it is not "
-                                                 "installed (a .safetensors file).", show_default=False)] = None,
+                                                 help="Where to find the codec the .aei files name, when it is "
+                                                 "not installed (a .safetensors file); for JPEG/WebP/AVIF "
+                                                 "files, the post-filter to use.", show_default=False)] = None,
+    no_filter: Annotated[bool, typer.Option("--no-filter", help="JPEG/WebP/AVIF files: the codec's own decode "
+                                            "alone, without the learned post-filter.")] = False,
     args: o.ImageArgs = None,
 ):
-    """Decompress .aei files to images (PNG by default, or --format).
+    """Decompress .aei files, and JPEG, WebP and AVIF files with a learned post-filter, to images
+    (PNG by default, or --format).
 
-    INPUT: .aei files, folders of them, glob patterns ('packed/*.aei', quoted), or - for one file
-    on standard input.
+    INPUT: .aei, .jpg, .webp or .avif files, folders of them, glob patterns ('packed/*.aei',
+    quoted), or - for one file on standard input. The format is read from each file's bytes.
     """
     from ..container import EXTENSION
     from ..tasks.compress import probe_encoded, read_encoded
 
+    from ..errors import UsageError
+
+    if args.fmt == "same":  # a decoded JPEG saved as JPEG again would gain new artefacts
+        args.fmt = "png"
     opts = engine_options(args)
+    learned = post_filter = None  # where --model goes: the .aei decoder or the post-filter
     if model is not None:
         from ..registry import find_card
 
-        find_card(model)  # a wrong name is a usage error before any file is touched
+        task = find_card(model).task  # a wrong name is a usage error before any file is touched
+        if task not in ("compress", "denoise"):
+            raise UsageError(f"--model '{model}' is a {task} model: give a codec or a post-filter")
+        learned, post_filter = (model, None) if task == "compress" else (None, model)
 
     def make_processor():
+        from ..container import EncodedImage
+        from ..tasks.classical import ClassicalDecoder
         from ..tasks.compress import Decoders
 
-        decoders = Decoders(model, opts)
-        return lambda data, item: decoders.picture(data, opts.max_pixels)
+        decoders = Decoders(learned, opts)
+        classical = ClassicalDecoder(post_filter, opts, filter=not no_filter)
+        return lambda data, item: (decoders.picture(data, opts.max_pixels) if isinstance(data, EncodedImage)
+                                   else classical.picture(data))
 
-    run_image_command("decompress", inputs, output, args, opts, make_processor, input_extensions={EXTENSION},
+    run_image_command("decompress", inputs, output, args, opts, make_processor,
+                      input_extensions={EXTENSION, ".jpg", ".jpeg", ".webp", ".avif", ".jxl"},
                       read=read_encoded, probe=probe_encoded)
 
 

@@ -26,6 +26,9 @@ EPILOG = """Examples:
   # told the noise level; JSON lines on stdout
   aetool denoise in/ -o out/ --json --sigma 25
 \b
+  # old, blocky JPEGs: artefact removal (quality read from each file), PNG out
+  aetool denoise old-scans/ -o fixed/ --kind jpeg
+\b
   # JPEGs only, not in raw/; outputs beside the inputs (re-runs skip them)
   aetool denoise ~/shoot -r --include '*.jpg' --exclude 'raw/**' \\
       -o ~/shoot --suffix _dn
@@ -51,20 +54,42 @@ def denoise_command(
     strength: Annotated[float, typer.Option(min=0.0, max=1.0, metavar="X",
                                             help="1 = fully denoised, 0 = unchanged; blends in "
                                             "between.")] = 1.0,
+    kind: Annotated[Optional[str], typer.Option(metavar="KIND",
+                                                help="What to remove: gaussian (noise, the default), jpeg "
+                                                "(blocks, ringing and colour bleeding of JPEG compression), "
+                                                "webp or avif (those codecs' artefacts). Codec kinds write PNG "
+                                                "unless --format says otherwise: saving the result as JPEG again "
+                                                "would bring the artefacts back.", show_default=False)] = None,
+    jpeg_quality: Annotated[Optional[int], typer.Option(min=1, max=100, metavar="N",
+                                                        help="With --kind jpeg: the quality the JPEGs were saved "
+                                                        "at; default: read from each JPEG file's quantisation "
+                                                        "tables, or estimated from the pixels of other files "
+                                                        "(left unchanged when they show no JPEG grid).",
+                                                        show_default=False)] = None,
     args: o.ImageArgs = None,
 ):
-    """Remove noise from photos with a denoising autoencoder, blind or told the noise level."""
-    opts = engine_options(args)
-    if model is not None:
-        from ..registry import find_card
+    """Remove noise from photos with a denoising autoencoder, blind or told the noise level; or
+    remove the artefacts of JPEG, WebP or AVIF compression (--kind)."""
+    from ..errors import UsageError
 
-        find_card(model)  # a wrong name is a usage error before any file is touched
+    opts = engine_options(args)
+    if kind is not None:
+        kind = kind.lower()
+    from ..tasks.denoise import resolve_kind
+
+    kind = resolve_kind(model, kind)  # a wrong model name or kind is a usage error before any file is touched
+    if jpeg_quality is not None and kind != "jpeg":
+        raise UsageError("--jpeg-quality is for --kind jpeg")
+    if sigma is not None and kind != "gaussian":
+        raise UsageError(f"--sigma is for Gaussian noise; --kind {kind} needs no noise level")
+    if kind != "gaussian" and args.fmt == "same":
+        args.fmt = "png"
 
     def make_processor():
         from ..tasks.denoise import Denoiser
 
-        den = Denoiser(model, opts)
-        return lambda pic, item: den.picture(pic, sigma, strength)
+        den = Denoiser(model, opts, kind)
+        return lambda pic, item: den.picture(pic, sigma, strength, jpeg_quality)
 
     run_image_command("denoise", inputs, output, args, opts, make_processor)
 

@@ -34,6 +34,13 @@ def _metric(card) -> str:
             return f"k-NN {fashion['knn']:.3f}"
         dup = (m.get("near_duplicate_recall_at_1") or {}).get("all")
         return f"dup. recall {dup:.3f}" if isinstance(dup, (int, float)) else "-"
+    elif card.degradation:  # a codec post-filter: its gain, or its BD-rate as a learned decoder
+        gain = ((m.get("jpeg_artifacts") or {}).get("kodak24") or {}).get("q10", {}).get("gain_db")
+        if isinstance(gain, (int, float)):
+            return f"{gain:+.2f} dB at q10"
+        bd = m.get("bd_rate_vs_own_codec") or {}
+        v = (bd.get("avif") or {}).get("kodak24")
+        return f"AVIF BD-rate {v:+.1f} %" if isinstance(v, (int, float)) else "-"
     else:
         v = m.get("psnr_sigma25_blind_mean")
     return f"{v:.2f} dB" if isinstance(v, (int, float)) else "-"
@@ -41,6 +48,8 @@ def _metric(card) -> str:
 
 def _task(card) -> str:
     scale = card.config.get("scale")
+    if card.degradation:
+        return f"{card.task} {','.join(card.degradation.get('codecs', []))}"
     return f"{card.task} x{scale}" if scale else card.task
 
 
@@ -64,7 +73,8 @@ def list_models(ctx: typer.Context,
                   caption="measured: denoise PSNR blind at σ25, mean over the test sets; upscale on Set5, Y channel; "
                           "inpaint in the holes, kodak24, mean over the mask kinds; anomaly: pixel AUROC on its texture's "
                           "test crops; autoencoder: Fashion-MNIST test k-NN accuracy, or near-duplicate recall@1 on "
-                          "photos (docs/benchmarks.md)")
+                          "photos; codec post-filters: PSNR gain over the plain JPEG decode at quality 10, or BD-rate "
+                          "against plain AVIF, kodak24 (docs/benchmarks.md)")
     longest = max((len(c.name) for c in cards), default=4)
     table.add_column("name", no_wrap=True, min_width=longest)  # names are what scripts copy: never cut
     for col in ("task", "channels", "parameters", "file", "measured", "default"):

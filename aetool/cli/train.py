@@ -118,6 +118,10 @@ train_app = typer.Typer(help="Train or fine-tune a model on your own images.", n
 \b
   # continue after a stop
   aetool train denoise --data ~/photos --out my.safetensors --resume
+\b
+  # a JPEG artefact remover, from the Gaussian denoiser
+  aetool train denoise --codec jpeg --grey-fraction 0.25 --data ~/photos \\
+      --init denoise-color --out my-jpeg.safetensors
 """)
 @handle_errors
 @train_command()
@@ -133,9 +137,17 @@ def train_denoise(
                                        "skipped, with a warning.")] = 64,
     sigma_min: Annotated[float, typer.Option(metavar="SIGMA", help="Smallest noise sigma (0-255 units).")] = 0.0,
     sigma_max: Annotated[float, typer.Option(metavar="SIGMA", help="Largest noise sigma (0-255 units).")] = 55.0,
+    codec: Annotated[Optional[str], typer.Option(metavar="LIST",
+                                                 help="Train a post-filter for codec artefacts instead of Gaussian "
+                                                 "noise: jpeg (told the quality), or any of webp,avif,jxl "
+                                                 "(blind, one model for the list). Patches are compressed by "
+                                                 "Pillow at random qualities.", show_default=False)] = None,
+    grey_fraction: Annotated[float, typer.Option(metavar="P",
+                                                 help="With --codec and 3 channels: the share of patches made "
+                                                 "grey (encoded as grey files), so one model serves both.")] = 0.0,
     common: dict = None,
 ):
-    """Train a denoising autoencoder on clean images with synthetic Gaussian noise."""
+    """Train a denoising autoencoder on clean images with synthetic Gaussian noise (or codec artefacts)."""
     values = {**{k: v for k, v in locals().items() if k != "common"}, **common}
     command = recorded_command(train_denoise, values, ["aetool", "train", "denoise"])
     from ..errors import UsageError
@@ -147,8 +159,17 @@ def train_denoise(
         widths = tuple(int(w) for w in width.split(","))
     except ValueError:
         raise UsageError(f"--width must be comma-separated integers, got '{width}'") from None
-    task = DenoiseTask(data, channels=channels, width=widths, blocks=blocks, patch=patch,
-                       sigma_min=sigma_min, sigma_max=sigma_max, val=common["val"], val_count=common["val_count"])
+    shape = dict(channels=channels, width=widths, blocks=blocks, patch=patch, val=common["val"],
+                 val_count=common["val_count"])
+    if codec:
+        from ..training.denoise import CodecArtefactTask
+
+        if not 0.0 <= grey_fraction <= 1.0:
+            raise UsageError("--grey-fraction must be between 0 and 1")
+        task = CodecArtefactTask(data, codecs=tuple(c.strip().lower() for c in codec.split(",") if c.strip()),
+                                 grey_fraction=grey_fraction if channels == 3 else 0.0, **shape)
+    else:
+        task = DenoiseTask(data, sigma_min=sigma_min, sigma_max=sigma_max, **shape)
     run_training(task, values, command)
 
 

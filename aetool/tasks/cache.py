@@ -10,9 +10,10 @@ from ..engine import EngineOptions
 _RUNNERS: dict[tuple, Any] = {}
 
 
-def _cached(cls, model: str | None, device: str, tile: int | None, precision: str):
-    """One Denoiser/Upscaler/Inpainter per settings, so that repeated API calls load a model once."""
-    key = (cls, model, device, tile, precision)
+def _cached(cls, model: str | None, device: str, tile: int | None, precision: str, **settings):
+    """One Denoiser/Upscaler/Inpainter per settings, so that repeated API calls load a model once.
+    `settings`: the runner's own keyword arguments (a denoiser's kind)."""
+    key = (cls, model, device, tile, precision, tuple(sorted(settings.items())))
     if key not in _RUNNERS:
-        _RUNNERS[key] = cls(model, EngineOptions(device=device, tile=tile, precision=precision))
+        _RUNNERS[key] = cls(model, EngineOptions(device=device, tile=tile, precision=precision), **settings)
     return _RUNNERS[key]

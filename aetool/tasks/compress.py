@@ -334,13 +334,36 @@ def named_model(e: EncodedImage, option: str) -> str:
     return e.model_name
 
 
-def read_encoded(source, max_pixels: int | None = None, output_size=None) -> EncodedImage:
-    """The engine's reader for decompress: a parsed, checksum-verified .aei file (path or bytes)."""
+def _is_classical(source) -> bool:
+    """A JPEG, WebP or AVIF file (path or bytes), by its first bytes, not its name."""
+    from ..codecs import codec_of
+
+    if isinstance(source, bytes):
+        return codec_of(source[:16]) is not None
+    try:
+        with open(source, "rb") as f:
+            return codec_of(f.read(16)) is not None
+    except OSError:
+        return False  # the .aei reader says what is wrong
+
+
+def read_encoded(source, max_pixels: int | None = None, output_size=None):
+    """The engine's reader for decompress: a parsed, checksum-verified .aei file (path or bytes),
+    or a JPEG/WebP/AVIF file read as a Picture (the classical decoder's output)."""
+    if _is_classical(source):
+        from ..imageio import DEFAULT_MAX_PIXELS
+        from .classical import read_standard
+
+        return read_standard(source, max_pixels or DEFAULT_MAX_PIXELS, output_size)
     return unpack(source, max_pixels=max_pixels) if isinstance(source, bytes) else load(source, max_pixels)
 
 
 def probe_encoded(path, max_pixels: int | None = None, output_size=None, verify: bool = False) -> tuple[int, int]:
     """The engine's header check for decompress: (width, height), refusing what decoding would refuse."""
+    if _is_classical(path):
+        from ..imageio import DEFAULT_MAX_PIXELS, probe_image
+
+        return probe_image(path, max_pixels or DEFAULT_MAX_PIXELS, output_size, verify)
     e = load(path, max_pixels)
     from ..limits import check_image_size
 
@@ -385,36 +408,50 @@ def _alpha_from_png(data: bytes, width: int, height: int) -> np.ndarray:
 # ---------------------------------------------------------------------- the Python API
 
 
-def compress(image, quality: float = DEFAULT_QUALITY, model: str | None = None) -> bytes:
-    """Compress one image to the bytes of an .aei file. image: a PIL image, a numpy array (H, W)
-    or (H, W, 3|4) of uint8 / uint16 / float in [0, 1], or a torch tensor (C, H, W) in [0, 1].
-    quality: 1 (smallest) to 8 (best), fractions allowed.
+def compress(image, quality: float | None = None, model: str | None = None, codec: str | None = None) -> bytes:
+    """Compress one image to the bytes of an .aei file, or with `codec` ("jpeg", "webp", "avif") to
+    a standard file of that codec. image: a PIL image, a numpy array (H, W) or (H, W, 3|4) of uint8 /
+    uint16 / float in [0, 1], or a torch tensor (C, H, W) in [0, 1]. quality: 1 (smallest) to 8
+    (best), fractions allowed, default 4; with a codec, its 1-100 (default: the codec's).
 
         from aetool import compress, decompress
         data = compress(pil_image, quality=4)
         image = decompress(data)
+        avif = compress(pil_image, codec="avif", quality=50)  # decompress(avif): with the post-filter
     """
     from .cache import _cached
     from .convert import to_float_planes
 
-    codec = _cached(Codec, model, "cpu", None, "fp32")
     pixels, alpha, bit_depth = to_float_planes(image)
-    return codec.encode(pixels, quality, alpha=alpha, bit_depth=bit_depth)
+    if codec is not None:
+        from .classical import encode_classical
+
+        pic = Picture(pixels=pixels, alpha=alpha, bit_depth=bit_depth)
+        return encode_classical(pic, codec, quality=None if quality is None else int(quality))[0]
+    coder = _cached(Codec, model, "cpu", None, "fp32")
+    return coder.encode(pixels, DEFAULT_QUALITY if quality is None else quality, alpha=alpha, bit_depth=bit_depth)
 
 
-def decompress(data: bytes, model: str | None = None, max_pixels: int | None = None):
-    """The image of .aei bytes, as a PIL image (RGB, RGBA, L or LA). The file names the model it
-    needs; `model` overrides where that model is found (a name or a .safetensors path). A file that
-    declares more than `max_pixels` (default: the command line's --max-pixels default) is refused
-    before anything is allocated."""
+def decompress(data: bytes, model: str | None = None, max_pixels: int | None = None, filter: bool = True):
+    """The image of .aei bytes, or of a JPEG, WebP or AVIF file (decoded by Pillow, then the learned
+    post-filter of its codec unless filter=False), as a PIL image (RGB, RGBA, L or LA). An .aei file
+    names the model it needs; `model` overrides where that model is found (a name or a .safetensors
+    path), or names the post-filter for a standard file. A file that declares more than `max_pixels`
+    (default: the command line's --max-pixels default) is refused before anything is allocated."""
     from PIL import Image
 
     from ..imageio import DEFAULT_MAX_PIXELS
     from .cache import _cached
 
-    header = unpack(data, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
-    codec = _cached(Codec, model or named_model(header, "model="), "cpu", None, "fp32")
-    pic, _ = codec.decode(header)
+    if _is_classical(data):
+        from .classical import ClassicalDecoder, read_standard
+
+        decoder = _cached(ClassicalDecoder, model, "auto", None, "auto", filter=filter)
+        pic, _ = decoder.picture(read_standard(data, max_pixels or DEFAULT_MAX_PIXELS))
+    else:
+        header = unpack(data, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
+        codec = _cached(Codec, model or named_model(header, "model="), "cpu", None, "fp32")
+        pic, _ = codec.decode(header)
     planes = [pic.pixels] + ([pic.alpha[..., None]] if pic.alpha is not None else [])
     arr = np.round(np.clip(np.concatenate(planes, axis=2), 0, 1) * 255).astype(np.uint8)
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[2]]

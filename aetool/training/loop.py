@@ -402,7 +402,7 @@ def export(model, out: Path, task, cfg: TrainConfig, history: History, step: int
                           "precision": precision_name(cfg.precision, device), "init": cfg.init,
                           "final_val_psnr": round(history.val_psnr[-1], 3) if history.val_psnr else None,
                           "validation": task.validation_description()}, calibration=calibration or {},
-                preprocessing=extra.get("preprocessing") or {})
+                preprocessing=extra.get("preprocessing") or {}, degradation=extra.get("degradation") or {})
     if cfg.minutes is not None:  # the time budget (only on runs that had one)
         card.training["minutes"] = cfg.minutes
     if cfg.init:  # provenance of the starting point, so the card tells the whole recipe
