@@ -1,6 +1,17 @@
 """Compression benchmark: `aetool compress` / `aetool decompress` against Pillow's JPEG, WebP and
-AVIF encoders and JPEG XL (pillow-jxl-plugin), by the protocol of docs/protocol.md ("Rules common to
-every task" and "Speed"; the compression rules are those written out below and in the report).
+AVIF encoders and JPEG XL (pillow-jxl-plugin), and aetool's learned decoder for JPEG, WebP and AVIF
+files, by the protocol of docs/protocol.md ("Rules common to every task" and "Speed"; the
+compression rules are those written out below and in the report).
+
+Methods (--methods; default aetool,jpeg,webp,avif,jxl):
+- aetool: the learned .aei codec (--model names it; default the shipped one), --qualities 1-8;
+- jpeg, webp, avif, jxl: the baselines, run by this script's `codec` helper, quality 0-100;
+- jpeg+filter, webp+filter, avif+filter: the learned decoder. Such a point encodes nothing: it
+  decodes the files that its base method (jpeg, webp, avif) wrote at the same quality earlier in
+  the same run, with `aetool decompress ENC -o DEC --format png` (the codec's own decode, then
+  aetool's learned post-filter for that codec; the installed defaults, or --filter-model, never
+  --model). Same bytes, same bpp: the BD-rate of X+filter against X is the learned decoder's gain
+  alone. The base must be in --methods, and --X-filter-qualities a subset of --X-qualities.
 
 For every test set (kodak24 and cbsd68, DATA/test/denoise/<set>, the PNG originals read as RGB,
 plus any LABEL=FOLDER given to --sets, e.g. the colour photos of benchmarks/heldout_photos.py) and
@@ -17,25 +28,34 @@ its original:
   weights of Wang et al. 2003, 11x11 Gaussian window with sigma 1.5; the mean over the channels).
 
 A set's point is the mean bpp, PSNR and MS-SSIM over its images (only when every image has them).
-The BD-rate (Bjontegaard delta rate, on PSNR) of aetool against each baseline, per set, is
-`bd_rate` below: log-rate as a function of PSNR, fitted by a cubic polynomial (least squares over
-all the points of a curve, VCEG-M33) and, as a check, by a monotone piecewise-cubic (pchip)
-interpolation; the mean difference of the two over the PSNR interval both curves cover, as a
-percentage of rate; negative = aetool needs fewer bits for the same PSNR.
+The BD-rate (Bjontegaard delta rate, on PSNR) of aetool against each other method, of every method
+against JPEG and against AVIF, and of each +filter against its base, per set, is `bd_rate` below:
+log-rate as a function of PSNR, fitted by a cubic polynomial (least squares over all the points of
+a curve, VCEG-M33) and, as a check, by a monotone piecewise-cubic (pchip) interpolation; the mean
+difference of the two over the PSNR interval both curves cover, as a percentage of rate; negative =
+the method under test needs fewer bits for the same PSNR.
 
 --rate-control adds the check of aetool's rate control: `--bpp B`, `--size S` and `--psnr P`
 targets, the per-image miss against the target, and whether each is within the tolerance.
 
 It writes a markdown section (between <!-- compress:begin --> and <!-- compress:end --> of
---out-md), a JSON file with every per-image number, and a rate-distortion plot (PSNR against bpp,
-one panel per set, one curve per method).
+--out-md, or those of --section), a JSON file with every per-image number, and a rate-distortion
+plot (PSNR against bpp, one panel per set, one curve per method; a +filter curve dashed, with
+hollow markers, in its base's colour).
 
 Full run:
     python benchmarks/heldout_photos.py /tmp/heldout
     python benchmarks/compress.py --sets kodak24,cbsd68,heldout=/tmp/heldout/colour --rate-control
+The learned decoder (its own section, JSON and plot):
+    python benchmarks/compress.py --sets kodak24,cbsd68,heldout=/tmp/heldout/colour \\
+        --methods aetool,jpeg,jpeg+filter,webp,webp+filter,avif,avif+filter --section compress-filter \\
+        --out-json benchmarks/results/compress-filter.json --plot docs/compress-filter-rd.png
 The baselines alone, quickly:
     python benchmarks/compress.py --methods jpeg,webp --limit 2 --out-md /tmp/c.md \\
         --out-json /tmp/c.json --plot /tmp/c.png
+A post-filter that is not installed (a checkpoint), for JPEG only, quickly:
+    python benchmarks/compress.py --methods jpeg,jpeg+filter --limit 2 --sets kodak24 \\
+        --filter-model /tmp/dj.safetensors --out-md /tmp/cf.md --out-json /tmp/cf.json --plot /tmp/cf.png
 """
 from __future__ import annotations
 
@@ -59,19 +79,34 @@ from common import (ROOT, add_run_options, check_methods, cpu_precision, failure
                     machine, machine_line, md_table, megapixels, named_sets, psnr, read_image,
                     resolve_command, run_timed, write_section)
 
-METHODS = ["aetool", "jpeg", "webp", "avif", "jxl"]
+# Each +filter method comes right after its base: a set's methods run in this order, and a +filter
+# point decodes the files its base's point wrote.
+METHODS = ["aetool", "jpeg", "jpeg+filter", "webp", "webp+filter", "avif", "avif+filter", "jxl"]
 BASELINES = ["jpeg", "webp", "avif", "jxl"]
+# The learned decoder: the base codec's own files, decoded by `aetool decompress` (the codec's
+# decoder, then aetool's post-filter for that codec).
+FILTERED = {"jpeg+filter": "jpeg", "webp+filter": "webp", "avif+filter": "avif"}
+# What runs without --methods: the learned codec and the baselines (the +filter methods on request).
+DEFAULT_METHODS = ["aetool", "jpeg", "webp", "avif", "jxl"]
 SETS = ["kodak24", "cbsd68"]
 EXT = {"aetool": ".aei", "jpeg": ".jpg", "webp": ".webp", "avif": ".avif", "jxl": ".jxl"}
 LABELS = {"aetool": "aetool", "jpeg": "JPEG", "webp": "WebP", "avif": "AVIF", "jxl": "JPEG XL"}
+for _f, _b in FILTERED.items():
+    EXT[_f] = EXT[_b]
+    LABELS[_f] = f"{LABELS[_b]} + aetool filter"
 # The baselines' sweep, one grid for all four, fixed in advance: their whole 0-100 quality scale,
 # every 10 from 10 to 90, plus 5 and 95 at the ends.
 BASELINE_QUALITIES = [5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95]
 AETOOL_QUALITIES = [1, 2, 3, 4, 5, 6, 7, 8]
 AETOOL_QUALITY_RANGE = (1.0, 8.0)
+# The +filter sweeps, fixed in advance; each must be a subset of its base's sweep.
+FILTER_QUALITIES = {"jpeg+filter": [10, 20, 30, 40, 50, 60, 70], "webp+filter": [10, 20, 30, 40, 50, 60, 70],
+                    "avif+filter": [20, 30, 40, 50, 60, 70]}
 # The targets of the compression issue (#10).
 TARGET_BD_VS_JPEG = -30.0  # percent, on every set
 TARGET_S_PER_MP = 1.5      # encode and decode, seconds per megapixel
+# The learned decoder's targets: BD-rate (PSNR) of X+filter against X, percent, on every set.
+TARGET_BD_FILTER = {"jpeg+filter": -20.0, "avif+filter": -8.0}
 # Rate control tolerances: bpp/size at or under the target, by at most 5 %; PSNR at or above, by at
 # most 0.1 dB.
 RATE_TOLERANCE = 0.05
@@ -290,14 +325,24 @@ def parse_args(argv=None):
                     help="colour sets, read as RGB (default kodak24,cbsd68); LABEL=FOLDER adds a folder of "
                          "photos from elsewhere (e.g. heldout=/tmp/heldout/colour)")
     add_run_options(ap, "compress", METHODS)
+    ap.set_defaults(methods=list(DEFAULT_METHODS))
     ap.add_argument("--model", default=None,
-                    help="model passed to `aetool compress --model` and `aetool decompress --model` (a name "
-                         "or a .safetensors file); default: aetool's shipped default compression model")
+                    help="the learned .aei codec: passed to `aetool compress --model` and `aetool decompress "
+                         "--model` of the aetool method (a name or a .safetensors file); default: aetool's "
+                         "shipped default compression model. Never given to the +filter methods")
+    ap.add_argument("--filter-model", default=None,
+                    help="post-filter passed to the +filter methods' `aetool decompress --model` (a name or a "
+                         ".safetensors file); it serves the codecs it was trained for, the others get their "
+                         "installed default post-filter. Default: none given (the installed defaults)")
     ap.add_argument("--qualities", type=numbers, default=list(AETOOL_QUALITIES),
                     help="aetool's --quality sweep (1 to 8, fractions allowed; default 1,2,...,8)")
     for m in BASELINES:
         ap.add_argument(f"--{m}-qualities", type=numbers, default=list(BASELINE_QUALITIES),
                         help=f"{LABELS[m]}'s quality sweep (0-100; default {','.join(map(str, BASELINE_QUALITIES))})")
+    for f, b in FILTERED.items():
+        ap.add_argument(f"--{b}-filter-qualities", type=numbers, default=list(FILTER_QUALITIES[f]),
+                        help=f"{f}'s sweep: the {LABELS[b]} points whose files it decodes, a subset of "
+                             f"--{b}-qualities (default {','.join(map(str, FILTER_QUALITIES[f]))})")
     ap.add_argument("--rate-control", action="store_true",
                     help="also check aetool's --bpp, --size and --psnr targets (the three lists below)")
     ap.add_argument("--bpp-targets", type=numbers, default=[0.25, 0.5, 1.0], help="default 0.25,0.5,1.0")
@@ -309,10 +354,10 @@ def parse_args(argv=None):
                     help="the rate-distortion plot (default docs/compress-rd.png; '' or 'none' for none)")
     ap.add_argument("--plot-max-bpp", type=float, default=None,
                     help="right end of the plot's bpp axis (default: 1.25 x aetool's largest bpp, "
-                         "at least 1; 3 without aetool)")
+                         "at least 1; without aetool the same of the +filter curves; 3 without either)")
     args = ap.parse_args(argv)
     check_methods(ap, args, METHODS)
-    args.methods = [m for m in METHODS if m in args.methods]
+    args.methods = [m for m in METHODS if m in args.methods]  # each base before its +filter
     args.sets, args.set_dirs = named_sets(args.sets)
     lo, hi = AETOOL_QUALITY_RANGE
     if any(not lo <= q <= hi for q in args.qualities):
@@ -323,6 +368,19 @@ def parse_args(argv=None):
         if any(not 0 <= q <= 100 for q in qs):
             ap.error(f"--{m}-qualities must lie in 0..100")
         args.sweeps[m] = qs
+    for f, b in FILTERED.items():
+        qs = sorted(set(getattr(args, f"{b}_filter_qualities")))
+        args.sweeps[f] = qs
+        if f not in args.methods:
+            continue
+        if b not in args.methods:
+            ap.error(f"{f} decodes the files that {b} encodes in the same run: add {b} to --methods "
+                     f"(e.g. --methods {b},{f})")
+        extra = [q for q in qs if q not in args.sweeps[b]]
+        if extra:
+            ap.error(f"--{b}-filter-qualities must be a subset of --{b}-qualities ({f} decodes {b}'s files); "
+                     f"{','.join(f'{q:g}' for q in extra)} not in --{b}-qualities "
+                     f"{','.join(f'{q:g}' for q in args.sweeps[b])}: add them there or drop them")
     for s in args.size_targets:
         try:
             parse_size(s)
@@ -354,7 +412,17 @@ def aetool_command(args, step: str, inp: Path, out: Path, extra: list[str]) -> l
     return cmd + (["--model", args.model] if args.model else [])
 
 
+def filter_command(args, enc: Path, dec: Path) -> list[str]:
+    """The learned decoder over a folder of JPEG/WebP/AVIF files: `aetool decompress` with its
+    default post-filters, or --filter-model (never --model: that one names the .aei codec)."""
+    cmd = resolve_command(args.aetool) + ["decompress", str(enc), "-o", str(dec), "--format", "png", "-q", "--json",
+                                          "--overwrite"]
+    return cmd + (["--model", args.filter_model] if args.filter_model else [])
+
+
 def commands(args, method: str, q: float, inp: Path, enc: Path, dec: Path) -> tuple[list[str], list[str]]:
+    if method in FILTERED:
+        return [], filter_command(args, enc, dec)
     if method == "aetool":
         return (aetool_command(args, "compress", inp, enc, ["--quality", f"{q:g}"]),
                 aetool_command(args, "decompress", enc, dec, ["--format", "png"]))
@@ -447,22 +515,33 @@ def find_file(folder: Path, stem: str, ext: str, reported: dict | None) -> Path 
 
 
 def run_point(args, method: str, q: float, name: str, inp: Path, refs, mp: float, work: Path) -> dict:
-    """Encode the folder at one quality, decode it, score every image: the point's cell."""
-    enc = work / "enc" / method / name / qkey(q)
+    """Encode the folder at one quality, decode it, score every image: the point's cell. A +filter
+    method encodes nothing: it decodes the files its base's point wrote at the same quality (same
+    bytes, same bpp), so that point must have run before in this run."""
+    base = FILTERED.get(method)
+    enc = work / "enc" / (base or method) / name / qkey(q)
     dec = work / "dec" / method / name / qkey(q)
     enc_cmd, dec_cmd = commands(args, method, q, inp, enc, dec)
     cell: dict = {"quality": q, "megapixels": mp}
-    erun = run_timed(enc_cmd, args.repeats, before=fresh(enc))
-    cell["encode"] = timing(erun, mp)
-    enc_lines = by_input(erun.stdout)
-    if any(p.suffix.lower() == EXT[method] for p in enc.iterdir()):
+    if base:
+        cell["encode"] = {"seconds": None, "reused": base,
+                          "note": f"not encoded: the {LABELS[base]} point's files at quality {q:g}"}
+        enc_lines = {}
+    else:
+        erun = run_timed(enc_cmd, args.repeats, before=fresh(enc))
+        cell["encode"] = timing(erun, mp)
+        enc_lines = by_input(erun.stdout)
+    if enc.is_dir() and any(p.suffix.lower() == EXT[method] for p in enc.iterdir()):
         drun = run_timed(dec_cmd, args.repeats, before=fresh(dec))
         cell["decode"] = timing(drun, mp)
         dec_lines = by_input(drun.stdout, key=lambda p: Path(p).stem)
         dec_fallback = drun.error or None
+        if base:  # the post-filter(s) that aetool reports it used
+            cell["filter"] = sorted({str(o["filter"]) for o in dec_lines.values() if o.get("filter")})
     else:
-        cell["decode"] = {"seconds": None, "error": "nothing to decode"}
-        dec_lines, dec_fallback = {}, "nothing to decode"
+        why = f"no {LABELS[base]} files at quality {q:g} to decode ({enc})" if base else "nothing to decode"
+        cell["decode"] = {"seconds": None, "error": why}
+        dec_lines, dec_fallback = {}, why
     rows = []
     for fname, ref in refs:
         stem = Path(fname).stem
@@ -620,6 +699,17 @@ def bd_entry(results, a: str, b: str, name: str) -> dict:
     return entry
 
 
+def bd_pairs(ran: list[str]) -> list[tuple[str, str]]:
+    """The (codec under test, anchor) pairs whose BD-rate a run computes: aetool against every
+    other method, every method against JPEG and against AVIF, and each +filter against its base."""
+    pairs = []
+    for a in ran:
+        for b in ran:
+            if a != b and (a == "aetool" or b in ("jpeg", "avif") or FILTERED.get(a) == b):
+                pairs.append((a, b))
+    return pairs
+
+
 def speed(results, method: str, sets: list[str], step: str) -> float | None:
     """Seconds per megapixel over every folder and point that ran (total time / total MP); a point
     where some image failed is left out (its time would be for fewer images)."""
@@ -634,7 +724,10 @@ def slowest(results, method: str, sets: list[str], step: str) -> tuple[str, floa
     return max(found, key=lambda t: t[1]) if found else None
 
 
-def targets(results, bd, sets, methods) -> list[dict]:
+def targets(results, bd, sets, methods, unavailable=None) -> list[dict]:
+    """The target rows. `bd` is the run's {set: {a: {b: bd_entry}}}; `methods` the methods that
+    ran; `unavailable` why the others asked for did not."""
+    unavailable = unavailable or {}
     rows = []
 
     def add(target, scope, measured, needed, margin, ok, why="aetool not run"):
@@ -643,7 +736,7 @@ def targets(results, bd, sets, methods) -> list[dict]:
 
     ran = "aetool" in methods
     for n in sets:
-        e = bd.get(n, {}).get("jpeg", {})
+        e = bd_all(bd, n, "aetool", "jpeg")
         v = e.get("cubic")
         if v is None:
             add("BD-rate vs JPEG ≤ -30 %", n, "–", "≤ -30.0 %", "–", None,
@@ -662,6 +755,20 @@ def targets(results, bd, sets, methods) -> list[dict]:
         worst = slowest(results, "aetool", sets, step)
         add(name, "all sets and points", f"{v:.3f} s/MP (slowest folder {worst[0]}: {worst[1]:.3f})",
             f"≤ {TARGET_S_PER_MP:.2f} s/MP", f"{TARGET_S_PER_MP - v:+.3f} s/MP", v <= TARGET_S_PER_MP)
+    for f, goal in TARGET_BD_FILTER.items():
+        b = FILTERED[f]
+        name = f"{LABELS[b]}+filter vs {LABELS[b]} BD-rate ≤ {goal:g} %"
+        for n in sets:
+            e = bd_all(bd, n, f, b)
+            v = e.get("cubic")
+            if v is None:
+                why = (e.get("error", "no BD-rate") if f in methods
+                       else f"{f} not run, see the notes" if f in unavailable
+                       else f"{f} not in --methods")
+                add(name, n, "–", f"≤ {goal:.1f} %", "–", None, why)
+                continue
+            add(name, n, f"{v:+.1f} % (pchip {e['pchip']:+.1f} %)" if e.get("pchip") is not None else f"{v:+.1f} %",
+                f"≤ {goal:.1f} %", f"{goal - v:+.1f} points", v <= goal)
     return rows
 
 
@@ -670,22 +777,29 @@ def f2(v, fmt="{:.2f}"):
     return "–" if v is None else fmt.format(v)
 
 
-def bd_table(bd, sets, pairs, key="cubic") -> str:
-    header = ["set"] + [f"{LABELS[a]} vs {LABELS[b]}" for a, b in pairs]
-    rows = []
-    for n in sets:
-        row = [n]
-        for a, b in pairs:
-            e = bd_all(bd, n, a, b)
-            v = e.get(key)
-            if v is None:
-                row.append("– (" + (e.get("error") or e.get("ms_ssim_error") or "not run") + ")")
-            elif key == "cubic" and e.get("pchip") is not None:
-                row.append(f"{v:+.1f} % (pchip {e['pchip']:+.1f} %; {e['psnr_range'][0]:.1f}-{e['psnr_range'][1]:.1f} dB)")
-            else:
-                row.append(f"{v:+.1f} %")
-        rows.append(row)
-    return md_table(header, rows)
+def pair_label(a: str, b: str, short: bool = False) -> str:
+    """'aetool vs JPEG'; short: 'JPEG+filter vs JPEG' for a +filter against its base."""
+    if short and FILTERED.get(a) == b:
+        return f"{LABELS[b]}+filter vs {LABELS[b]}"
+    return f"{LABELS[a]} vs {LABELS[b]}"
+
+
+def bd_cell(e: dict, key: str) -> str:
+    v = e.get(key)
+    if v is None:
+        return "– (" + (e.get("error") or e.get("ms_ssim_error") or "not run") + ")"
+    if key == "cubic" and e.get("pchip") is not None:
+        return f"{v:+.1f} % (pchip {e['pchip']:+.1f} %; {e['psnr_range'][0]:.1f}-{e['psnr_range'][1]:.1f} dB)"
+    return f"{v:+.1f} %"
+
+
+def bd_table(bd, sets, pairs, key="cubic", short=False, by_pair=False) -> str:
+    """One row per set and a column per pair; by_pair: a row per pair and a column per set."""
+    if by_pair:
+        return md_table(["pair"] + list(sets), [[pair_label(a, b, short)] + [bd_cell(bd_all(bd, n, a, b), key)
+                                                                              for n in sets] for a, b in pairs])
+    header = ["set"] + [pair_label(a, b, short) for a, b in pairs]
+    return md_table(header, [[n] + [bd_cell(bd_all(bd, n, a, b), key) for a, b in pairs] for n in sets])
 
 
 def bd_all(bd, n, a, b):
@@ -808,6 +922,24 @@ def report(args, info, counts, results, bd, target_rows, rc, unavailable) -> str
         "the same with a monotone piecewise-cubic (pchip) interpolation, and the interval. Negative = fewer bits "
         "than the anchor for the same PSNR.",
     ]
+    filtered = [f for f in ran if f in FILTERED]
+    if filtered:
+        used = {f: sorted({x for n in args.sets for c in results.get(f, {}).get(n, {}).values()
+                           for x in c.get("filter", [])}) or info.get("filters", {}).get(f) or ["unknown"]
+                for f in filtered}
+        lines += ["", "Learned decoder (X + aetool filter): no encode of its own. Each point decodes the files that the "
+                      "base codec's point wrote at the same quality in this run, with `aetool decompress ENC -o DEC "
+                      "--format png -q --json --overwrite" + (f" --model {args.filter_model}" if args.filter_model
+                                                               else "") +
+                      "` (the codec's own decoder, then aetool's learned post-filter for that codec: "
+                      + ("the one --model names for the codecs it serves, the installed default for the others"
+                         if args.filter_model else "the installed default post-filters") +
+                      "), so the bytes and the bpp are the base's and a BD-rate of X + filter against X is the gain "
+                      "of the learned decoder alone. Decode s/MP = that whole command (classical decode, filter, "
+                      "start-up and model loading); encode is the base's. Post-filters used (as aetool reports): "
+                      + "; ".join(f"{LABELS[f]}: {', '.join(f'`{x}`' for x in used[f])}" for f in filtered)
+                      + ". Sweeps: " + "; ".join(f"{LABELS[f]} {','.join(f'{q:g}' for q in args.sweeps[f])}"
+                                                 for f in filtered) + "."]
     if "aetool" in args.methods:
         lines += ["", f"aetool: {info.get('aetool_version') or 'version unknown'}, model {info['model_label']}, "
                       f"qualities {','.join(f'{q:g}' for q in args.sweeps['aetool'])}; run as `aetool compress IN -o "
@@ -824,11 +956,25 @@ def report(args, info, counts, results, bd, target_rows, rc, unavailable) -> str
     ctx = [(b, "jpeg") for b in BASELINES if b in ran and b != "jpeg"] if "jpeg" in ran else []
     if ctx:
         lines += ["", "### BD-rate of the other baselines against JPEG (PSNR; context)", "", bd_table(bd, args.sets, ctx)]
+    learned = [(f, FILTERED[f]) for f in filtered]
+    if learned:
+        lines += ["", "### BD-rate of the learned decoder (PSNR)", "",
+                  "The same files decoded by aetool (post-filter) and by the codec alone: negative = the filter "
+                  "gives the PSNR of the plain decode with that many % fewer bits.", "",
+                  bd_table(bd, args.sets, learned, short=True),
+                  "", "### BD-rate of the learned decoder (MS-SSIM in dB, -10 log10(1 - MS-SSIM), cubic)", "",
+                  bd_table(bd, args.sets, learned, "ms_ssim_db_cubic", short=True)]
+    vs_avif = [(a, "avif") for a in ran if a != "avif"] if "avif" in ran else []
+    if vs_avif:
+        lines += ["", "### BD-rate against AVIF (PSNR)", "", bd_table(bd, args.sets, vs_avif, by_pair=True)]
     lines += ["", "### Targets", "",
               md_table(["target", "scope", "measured", "needed", "margin", "result"],
                        [[r["target"], r["scope"], r["measured"], r["needed"], r["margin"], r["result"]]
                         for r in target_rows])]
     lines += ["", "### Speed (s/MP of input)", "", speed_table(results, ran, args.sets)]
+    if filtered:
+        lines += ["", "A + aetool filter method encodes nothing (it decodes its base's files): its encode is \"–\", "
+                      "its decode is the whole `aetool decompress` command."]
     if args.limit:
         lines += ["", "With --limit the folders are small, so start-up (interpreter, imports, model loading) "
                       "weighs heavily in s/MP."]
@@ -860,6 +1006,8 @@ def plot(path: Path, results, methods, sets, counts, max_bpp: float | None) -> N
 
     if max_bpp is None:
         ours = [c["bpp"] for n in sets for c in curve(results, "aetool", n)]
+        if not ours:  # without aetool, the learned decoder's curves set the scale
+            ours = [c["bpp"] for f in FILTERED if f in methods for n in sets for c in curve(results, f, n)]
         max_bpp = max(1.0, 1.25 * max(ours)) if ours else 3.0
     styles = {"aetool": ("C3", "o", 2.2), "jpeg": ("C0", "s", 1.3), "webp": ("C2", "^", 1.3),
               "avif": ("C1", "D", 1.3), "jxl": ("C4", "v", 1.3)}
@@ -870,9 +1018,13 @@ def plot(path: Path, results, methods, sets, counts, max_bpp: float | None) -> N
             pts = curve(results, m, n)
             if not pts:
                 continue
-            colour, marker, lw = styles[m]
+            colour, marker, lw = styles[FILTERED.get(m, m)]
             x, y = [c["bpp"] for c in pts], [c["psnr"] for c in pts]
-            ax.plot(x, y, color=colour, marker=marker, markersize=4, linewidth=lw, label=LABELS[m])
+            if m in FILTERED:  # the learned decoder: its base's colour, dashed, hollow markers
+                ax.plot(x, y, color=colour, marker=marker, markersize=5, linewidth=lw, linestyle="--",
+                        markerfacecolor="none", label=LABELS[m])
+            else:
+                ax.plot(x, y, color=colour, marker=marker, markersize=4, linewidth=lw, label=LABELS[m])
             ys += [yy for xx, yy in zip(x, y) if xx <= max_bpp]
         ax.set_xlim(0, max_bpp)
         if ys:
@@ -899,12 +1051,37 @@ def aetool_status(args) -> tuple[str | None, str | None]:
     if proc.returncode != 0:
         tail = [ln for ln in (proc.stderr or proc.stdout).strip().splitlines() if ln.strip()]
         return f"`aetool compress --help` failed ({tail[-1].strip() if tail else proc.returncode})", None
+    return None, aetool_version(args)
+
+
+def aetool_version(args) -> str | None:
     try:
         ver = subprocess.run(resolve_command(args.aetool) + ["--version"], capture_output=True, text=True, timeout=120)
-        version = (ver.stdout.strip() or None) if ver.returncode == 0 else None
+        return (ver.stdout.strip() or None) if ver.returncode == 0 else None
     except (OSError, subprocess.TimeoutExpired):
-        version = None
-    return None, version
+        return None
+
+
+def filter_status(args, method: str) -> tuple[str | None, list[str]]:
+    """(why the learned decoder of `method` cannot run, or None; the post-filters aetool reports):
+    one small image coded by the base codec, decoded by the same command as the benchmark's."""
+    from PIL import Image
+
+    base = FILTERED[method]
+    with tempfile.TemporaryDirectory(prefix="compress-filter-check-") as tmp:
+        enc, dec = Path(tmp) / "enc", Path(tmp) / "dec"
+        enc.mkdir()
+        y, x = np.mgrid[0:64, 0:64]
+        rgb = np.stack([4 * x, 4 * y, 2 * (x + y)], axis=-1).astype(np.uint8)
+        try:
+            _encoder(base)(Image.fromarray(rgb, "RGB"), 50, enc / ("check" + EXT[base]))
+        except Exception as exc:
+            return f"cannot write a {LABELS[base]} file to check it ({type(exc).__name__}: {exc})", []
+        run = run_timed(filter_command(args, enc, dec), 1)
+        lines = json_lines(run.stdout)
+        if run.error:
+            return f"`aetool decompress` of a {LABELS[base]} file failed: {failure(run)}", []
+        return None, sorted({str(o["filter"]) for o in lines if o.get("filter")})
 
 
 def model_label(args) -> str:
@@ -927,7 +1104,7 @@ def card_metrics(data: dict) -> dict:
                "measured": data["date"], "machine": machine_line(data["machine"]), "command": data["command"]}
     for name, per in data["bd_rate"].items():
         for base, v in per.get("aetool", {}).items():
-            if v.get("cubic") is not None:
+            if base in BASELINES and v.get("cubic") is not None:
                 m["bd_rate_percent_psnr"].setdefault(name, {})[base] = round(v["cubic"], 1)
     for row in data["targets"]:
         if row["target"].startswith(("encode", "decode")):
@@ -966,8 +1143,18 @@ def main(argv=None) -> int:
             "sweeps": args.sweeps, "repeats": args.repeats, "versions": versions(),
             "bd_rate_method": "cubic polynomial fit of ln(bpp) against PSNR (VCEG-M33); pchip as a check"}
     unavailable: dict[str, str] = {}
+    info["filter_model"] = args.filter_model
+    info["filters"] = {}
     for m in args.methods:
-        if m == "aetool":
+        if m in FILTERED:
+            base = FILTERED[m]
+            if base in unavailable:
+                why = f"it decodes {LABELS[base]}'s files and {LABELS[base]} is not run"
+            else:
+                if "aetool_version" not in info:
+                    info["aetool_version"] = aetool_version(args)
+                why, info["filters"][m] = filter_status(args, m)
+        elif m == "aetool":
             why, info["aetool_version"] = aetool_status(args)
             info["model_label"] = model_label(args)
             try:
@@ -1022,12 +1209,9 @@ def main(argv=None) -> int:
     ran = list(results)
     bd: dict = {}
     for n in args.sets:
-        for a in ran:
-            for b in ran:
-                if a != b and (a == "aetool" or b == "jpeg"):
-                    bd.setdefault(n, {}).setdefault(a, {})[b] = bd_entry(results, a, b, n)
-    target_rows = targets(results, {n: {b: bd_all(bd, n, "aetool", b) for b in ran} for n in args.sets},
-                          args.sets, ran)
+        for a, b in bd_pairs(ran):
+            bd.setdefault(n, {}).setdefault(a, {})[b] = bd_entry(results, a, b, n)
+    target_rows = targets(results, bd, args.sets, ran, unavailable)
     if args.plot:
         plot_path = Path(args.plot)
         try:
