@@ -198,7 +198,9 @@ for card in cards:
     # are the card's data options, so that the new run sees the same kind of training examples.
     if task == "denoise":
         args += ["--channels", str(channels)]
-        if "sigma_range" in data:
+        if data.get("codecs"):  # a codec post-filter: the same codecs (and share of grey patches)
+            args += ["--codec", ",".join(data["codecs"]), "--grey-fraction", f"{data.get('grey_fraction', 0):g}"]
+        elif "sigma_range" in data:
             args += ["--sigma-min", f"{data['sigma_range'][0]:g}", "--sigma-max", f"{data['sigma_range'][1]:g}"]
     elif task == "upscale":
         args += ["--scale", str(config.get("scale", 4)), "--degradation", data.get("degradation", "bicubic")]

@@ -124,8 +124,9 @@ class ClassicalDecoder:
             info["filter"] = None
             return pic, info
         out, record = self.filter_for(codec).picture(pic)
+        info["filter"] = record.pop("model", None)
+        record.pop("kind", None)  # the codec says it
         info.update(record)
-        info["filter"] = record.get("model")
         return out, info
 
 
