@@ -47,10 +47,20 @@ _IJG_LUMA = np.array([
     49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], dtype=np.int64)
 
 
+def register_jxl() -> bool:
+    """Register pillow-jxl-plugin's JPEG XL reader and writer with Pillow, where it is installed."""
+    try:
+        import pillow_jxl  # noqa: F401  (registers the JXL format on import)
+    except ImportError:
+        return False
+    return True
+
+
 def available_codecs() -> list[str]:
-    """The codecs this installation's Pillow can write (JPEG XL needs a plugin such as pillow-jxl-plugin)."""
+    """The codecs this installation's Pillow can write (JPEG XL needs pillow-jxl-plugin)."""
     from PIL import Image, features
 
+    register_jxl()
     out = []
     for name, codec in CODECS.items():
         if name == "jpeg" or (name in ("webp", "avif") and features.check(name)) or \

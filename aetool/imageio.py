@@ -27,7 +27,7 @@ DEFAULT_MAX_PIXELS = 250_000_000  # a 250 MP photo passes; a decompression bomb 
 FORMAT_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp", "tiff": ".tif",
                      "tif": ".tif", "bmp": ".bmp", "avif": ".avif"}
 PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF",
-               ".tiff": "TIFF", ".bmp": "BMP", ".avif": "AVIF"}
+               ".tiff": "TIFF", ".bmp": "BMP", ".avif": "AVIF", ".jxl": "JXL"}  # JXL: with pillow-jxl-plugin
 SIXTEEN_BIT_SUFFIXES = {".png", ".tif", ".tiff"}
 _ORIENTATION_TAG = 0x0112
 _X_RESOLUTION, _Y_RESOLUTION, _RESOLUTION_UNIT = 0x011A, 0x011B, 0x0128  # IFD0
@@ -378,6 +378,12 @@ def encode_image(pic: Picture, suffix: str, quality: int | None = None) -> bytes
     elif fmt == "WEBP":
         kwargs.update(quality=quality or 95, method=4) if quality != 100 else kwargs.update(lossless=True)
     elif fmt == "AVIF":
+        kwargs.update(quality=quality or 90)
+    elif fmt == "JXL":
+        from .codecs import register_jxl
+
+        if not register_jxl():
+            raise ImageError("cannot write JPEG XL: pip install pillow-jxl-plugin")
         kwargs.update(quality=quality or 90)
     elif fmt == "PNG":
         kwargs.update(compress_level=6)

@@ -101,13 +101,20 @@ class ClassicalDecoder:
         self._filters: dict = {}
 
     def filter_for(self, codec: str):
-        """The named model for the codecs it knows, the installed default for the others."""
+        """The named model for the codecs it knows, the installed default for the others; None
+        where no post-filter for the codec is installed (JPEG XL: none is shipped)."""
+        from ..errors import ModelError
         from ..registry import find_card
         from .denoise import Denoiser, model_kinds
 
         if codec not in self._filters:
             model = self.model if self.model and codec in model_kinds(find_card(self.model)) else None
-            self._filters[codec] = Denoiser(model, self.options, kind=codec)
+            try:
+                self._filters[codec] = Denoiser(model, self.options, kind=codec)
+            except ModelError:
+                if model is not None:
+                    raise  # the named model itself is broken
+                self._filters[codec] = None
         return self._filters[codec]
 
     def picture(self, pic: Picture) -> tuple[Picture, dict]:
@@ -120,10 +127,13 @@ class ClassicalDecoder:
             info["filter"] = None
             info["note"] = "lossless file: decoded as it is"
             return pic, info
-        if not self.filter:
+        post_filter = self.filter_for(codec) if self.filter else None
+        if post_filter is None:
             info["filter"] = None
+            if self.filter:
+                info["note"] = f"no post-filter for {codec.upper()} is installed: the codec's own decode"
             return pic, info
-        out, record = self.filter_for(codec).picture(pic)
+        out, record = post_filter.picture(pic)
         info["filter"] = record.pop("model", None)
         record.pop("kind", None)  # the codec says it
         info.update(record)

@@ -339,12 +339,18 @@ def _is_classical(source) -> bool:
     from ..codecs import codec_of
 
     if isinstance(source, bytes):
-        return codec_of(source[:16]) is not None
-    try:
-        with open(source, "rb") as f:
-            return codec_of(f.read(16)) is not None
-    except OSError:
-        return False  # the .aei reader says what is wrong
+        codec = codec_of(source[:16])
+    else:
+        try:
+            with open(source, "rb") as f:
+                codec = codec_of(f.read(16))
+        except OSError:
+            return False  # the .aei reader says what is wrong
+    if codec == "jxl":
+        from ..codecs import register_jxl
+
+        register_jxl()  # Pillow reads JPEG XL only with the plugin; without it the file fails alone
+    return codec is not None
 
 
 def read_encoded(source, max_pixels: int | None = None, output_size=None):
