@@ -52,15 +52,19 @@ class DenoiseTask:
         images, val_images = load_split(self.split, self.channels, self.patch, f"--patch {self.patch}", 32)
         self.train_count = len(images)
         self.sampler = PatchSampler(images, self.patch)
-        crops = center_crops(val_images, 128)
         self.val_clean, self.val_noisy = [], []
-        for i, c in enumerate(crops):
-            for s in self.val_sigmas:
-                noisy = add_gaussian_noise(c, s, np.random.default_rng(10_000 + 100 * s + i))
-                self.val_clean.append(c)
-                self.val_noisy.append((noisy, s / 255))  # the condition map's value
+        for i, crop in enumerate(center_crops(val_images, 128)):
+            for degraded, condition in self.validation_inputs(crop, i):
+                self.val_clean.append(crop)
+                self.val_noisy.append((degraded, condition))
         self.device = device
         self._torch = torch
+
+    def validation_inputs(self, crop: np.ndarray, index: int) -> list[tuple[np.ndarray, float]]:
+        """The degraded versions of one validation crop, each with its condition map's value (the
+        same every validation: fixed seeds)."""
+        return [(add_gaussian_noise(crop, s, np.random.default_rng(10_000 + 100 * s + index)), s / 255)
+                for s in self.val_sigmas]
 
     def sample_batch(self, rng: np.random.Generator, gen, batch_size: int, device: str):
         torch = self._torch
@@ -123,6 +127,7 @@ class CodecArtefactTask(DenoiseTask):
         self.codecs = tuple(codecs)
         self.grey_fraction = grey_fraction
         self._codec_lib = codec_lib
+        self.val_settings = [(c, q) for c in self.codecs for q in self.VAL_QUALITIES[c]]
 
     def condition_table(self) -> dict:
         """What the condition map holds, saved in the weights file so that the runtime does the same."""
@@ -154,22 +159,8 @@ class CodecArtefactTask(DenoiseTask):
             return np.repeat(lib.decode(lib.encode(luma, codec, quality), 1), 3, axis=2)
         return lib.decode(lib.encode(clean, codec, quality, subsampling), clean.shape[2])
 
-    def prepare(self, device: str) -> None:
-        import torch
-
-        self.split = split_files(self.data, self.val, self.val_count)
-        self.warnings = self.split.warnings
-        images, val_images = load_split(self.split, self.channels, self.patch, f"--patch {self.patch}", 32)
-        self.train_count = len(images)
-        self.sampler = PatchSampler(images, self.patch)
-        self.val_settings = [(c, q) for c in self.codecs for q in (self.VAL_QUALITIES[c])]
-        self.val_clean, self.val_noisy = [], []
-        for crop in center_crops(val_images, 128):
-            for codec, q in self.val_settings:
-                self.val_clean.append(crop)
-                self.val_noisy.append((self.degrade(crop, codec, q), self.condition(codec, q)))
-        self.device = device
-        self._torch = torch
+    def validation_inputs(self, crop: np.ndarray, index: int) -> list[tuple[np.ndarray, float]]:
+        return [(self.degrade(crop, codec, q), self.condition(codec, q)) for codec, q in self.val_settings]
 
     VAL_QUALITIES = {"jpeg": (10, 20, 40), "webp": (20, 60), "avif": (25, 50), "jxl": (30, 70)}
 
