@@ -116,5 +116,7 @@ def image_command(fn, omit: tuple[str, ...] = ()):
     shared = {name: (annotation, getattr(defaults, name)) for name, annotation in _IMAGE_OPTIONS.items()
               if name not in omit}
     command = with_shared_options(fn, shared, ImageArgs, "args")
-    command.__doc__ = f"{inspect.cleandoc(fn.__doc__ or '')}\n\n{INPUTS_HELP}"
+    doc = inspect.cleandoc(fn.__doc__ or "")
+    # A command whose inputs are not images (decompress) describes its INPUT itself.
+    command.__doc__ = doc if "INPUT:" in doc else f"{doc}\n\n{INPUTS_HELP}"
     return command
