@@ -21,8 +21,11 @@ WEIGHTS = ROOT / "weights"
 
 
 def same_slot(a: dict, b: dict) -> bool:
-    return (a.get("task"), a.get("channels"), a.get("config", {}).get("scale")) == \
-        (b.get("task"), b.get("channels"), b.get("config", {}).get("scale"))
+    """Two models that compete for one default: same task, channels, scale and (post-filters) codecs."""
+    def slot(c: dict) -> tuple:
+        return (c.get("task"), c.get("channels"), c.get("config", {}).get("scale"),
+                tuple(c.get("degradation", {}).get("codecs", [])))
+    return slot(a) == slot(b)
 
 
 def main(argv=None) -> int:
