@@ -127,8 +127,13 @@ def model_section(card: dict, path: Path) -> list[str]:
            f"| parameters | {card.get('parameters', 0):,} |",
            f"| file | `{card.get('file', '-')}`, {size(nbytes) if nbytes is not None else 'missing'} |",
            f"| sha256 | `{card.get('sha256') or '-'}` |",
-           f"| default for its channel count | {'yes' if card.get('default') else 'no'} |",
-           "", "### Architecture", "",
+           f"| default for its channel count{' and codecs' if card.get('degradation') else ''} | "
+           f"{'yes' if card.get('default') else 'no'} |"]
+    if card.get("degradation"):  # a codec post-filter: what its condition map holds
+        deg = card["degradation"]
+        out.append(f"| removes the artefacts of | {', '.join(c.upper() for c in deg.get('codecs', []))}; condition map "
+                   f"`{json.dumps(deg.get('condition', {}))}` (\"quality\": made from the JPEG quality) |")
+    out += ["", "### Architecture", "",
            f"`{card.get('arch', '-')}`, config `{json.dumps(card.get('config', {}))}`.", ""]
     papers = arch_papers(card.get("arch", ""))
     if papers:
@@ -155,9 +160,10 @@ def model_section(card: dict, path: Path) -> list[str]:
     val = tr.pop("validation", None)
     if isinstance(val, dict) and isinstance(val.get("files"), list) and "crop" in val:
         files = val["files"]
+        degraded = (f"σ {', '.join(map(str, val['sigmas']))}" if "sigmas" in val else
+                    ", ".join(f"{c.upper()} q{q}" for c, q in val.get("settings", [])))
         rows.append(("validation", f"{len(files)} held-out files ({', '.join(files)}), {val.get('crop')}-pixel "
-                                   f"centre crops, σ {', '.join(map(str, val.get('sigmas', [])))}; "
-                                   f"{val.get('metric', '')}"))
+                                   f"centre crops, {degraded}; {val.get('metric', '')}"))
     elif isinstance(val, dict):  # anomaly models: a count of held-out images
         rows.append(("validation", f"{cell(val.get('files'))} held-out images; {val.get('metric', '')}"))
     earlier = tr.pop("init_from", None)
@@ -187,7 +193,9 @@ def model_section(card: dict, path: Path) -> list[str]:
     if card.get("metrics"):
         out += metrics_section(card["metrics"])
     else:
-        out += ["### Metrics", "", "Not measured yet (`python benchmarks/denoise.py --update-cards`).", ""]
+        how = ("`python benchmarks/jpeg_artifacts.py --update-card`, `python benchmarks/compress.py "
+               "update-filter-cards`" if card.get("degradation") else "`python benchmarks/denoise.py --update-cards`")
+        out += ["### Metrics", "", f"Not measured yet ({how}).", ""]
     return out
 
 
