@@ -163,7 +163,7 @@ def model_section(card: dict, path: Path) -> list[str]:
         degraded = (f"σ {', '.join(map(str, val['sigmas']))}" if "sigmas" in val else
                     ", ".join(f"{c.upper()} q{q}" for c, q in val.get("settings", [])))
         rows.append(("validation", f"{len(files)} held-out files ({', '.join(files)}), {val.get('crop')}-pixel "
-                                   f"centre crops, {degraded}; {val.get('metric', '')}"))
+                                   f"centre crops{', ' + degraded if degraded else ''}; {val.get('metric', '')}"))
     elif isinstance(val, dict):  # anomaly models: a count of held-out images
         rows.append(("validation", f"{cell(val.get('files'))} held-out images; {val.get('metric', '')}"))
     earlier = tr.pop("init_from", None)
