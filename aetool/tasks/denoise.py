@@ -67,9 +67,13 @@ class Denoiser:
         else:
             from ..registry import pretrained_cards
 
-            codec = None if self.kind == "gaussian" else self.kind
             for channels in {c.channels for c in pretrained_cards("denoise") if self.kind in model_kinds(c)}:
-                verify_model(default_model("denoise", channels, codec=codec))  # a missing one fails when needed
+                verify_model(default_model("denoise", channels, codec=self.codec))  # a missing one fails when needed
+
+    @property
+    def codec(self) -> str | None:
+        """The codec whose artefacts this denoiser removes; None for Gaussian noise."""
+        return None if self.kind == "gaussian" else self.kind
 
     def model_for(self, channels: int):
         key = 0 if self.model_name else channels
@@ -77,13 +81,12 @@ class Denoiser:
             if self.model_name:
                 card = find_card(self.model_name)
             else:
-                codec = None if self.kind == "gaussian" else self.kind
                 try:
-                    card = default_model("denoise", channels, codec=codec)
+                    card = default_model("denoise", channels, codec=self.codec)
                 except ModelError:
-                    if codec is None or channels == 3:
+                    if self.codec is None or channels == 3:
                         raise
-                    card = default_model("denoise", 3, codec=codec)  # post-filters serve grey images in colour
+                    card = default_model("denoise", 3, codec=self.codec)  # post-filters serve grey images in colour
             self._models[key] = self.runner.prepare(load_model(card, "cpu"))
         return self._models[key]
 
@@ -93,7 +96,7 @@ class Denoiser:
         from ..noise import estimate_noise, min_pixels_for_estimate
 
         c = pixels.shape[2]
-        if self.kind != "gaussian":
+        if self.codec is not None:
             table = model.card.degradation.get("condition", {})
             if table.get(self.kind) != "quality":
                 return float(table[self.kind])  # blind: a constant per codec
@@ -109,7 +112,7 @@ class Denoiser:
                 info.update(jpeg_quality=quality, jpeg_quality_from="pixels")
                 if quality is None:
                     info["note"] = ("no JPEG grid found in the pixels (never a JPEG, or resized or cropped since); "
-                                    "left unchanged: pass the quality it was saved at (--jpeg-quality)")
+                                    "left unchanged: pass the quality it was saved at (--jpeg-quality; quality= in Python)")
                     return None
             return jpeg_condition(quality)
         if sigma is not None:
