@@ -115,7 +115,8 @@ def compress_command(
     """Compress images to .aei files with a learned codec.
 
     The codec is a variational autoencoder with a scale hyperprior, entropy-coded with a range
-    coder; one model serves every quality.
+    coder; one model serves every quality. With --codec jpeg|webp|avif: standard files instead,
+    which `aetool decompress` decodes with a learned post-filter.
 
     INPUT: image files, folders, glob patterns ('photos/*.jpg', quoted), or - for one image on
     standard input. Grey images are coded with the colour model and decoded as grey; 16-bit images
