@@ -181,3 +181,71 @@ def decode_symbols(decoder, table_ids, tables, radius: int, shape) -> "np.ndarra
         excess = decoder.decode(Uniform(OVERFLOW_LIMIT), int(beyond.sum())).astype(np.int64)
         values[beyond] = np.sign(values[beyond]) * (radius + excess)
     return values.reshape(shape)
+
+
+# ---------------------------------------------------------------------------------------------
+# Binary codes of the recurrent codec (aetool/models/recurrent.py): each bit is coded with a fixed
+# probability, stored as an integer in the model's weights file, chosen by its iteration, its code
+# channel and a context taken from bits already decoded (the same bit of the previous iteration).
+
+BIT_PROBABILITY_ONE = 1 << 16  # a bit table entry is P(bit = +1) in units of 1/65536
+BIT_PROBABILITY_MIN = 1 << 6  # no bit costs more than 10 bits, whatever the statistics said
+
+
+def bit_contexts(previous, current, contexts: int):
+    """The context of every bit of an iteration whose bits are `current` (B, bits, h, w): ints in
+    [0, contexts) of that shape. With 3 contexts, 0 in the first iteration (`previous` None) and
+    1 + (the previous iteration's bit > 0) after it; with 1, always 0 (no context). Works on torch
+    tensors and numpy arrays alike."""
+    import numpy as np
+
+    numpy = isinstance(current, np.ndarray)
+    if contexts == 1 or previous is None:
+        return np.zeros(current.shape, np.int64) if numpy else torch.zeros_like(current, dtype=torch.long)
+    if contexts == 3:
+        return 1 + (previous > 0).astype(np.int64) if numpy else 1 + (previous > 0).long()
+    raise ValueError(f"{contexts} bit contexts: this aetool knows 1 and 3")
+
+
+def bit_probability_table(counts: torch.Tensor) -> torch.Tensor:
+    """Counts (..., 2) of zeros and ones as P(one) in 1/65536 (int32), with add-half smoothing,
+    clamped so that neither value is ever impossible."""
+    counts = counts.double()
+    p = (counts[..., 1] + 0.5) / (counts.sum(-1) + 1.0)
+    table = torch.round(p * BIT_PROBABILITY_ONE).clamp(BIT_PROBABILITY_MIN, BIT_PROBABILITY_ONE - BIT_PROBABILITY_MIN)
+    return table.int()
+
+
+def encode_bits(encoder, ones, contexts, table) -> None:
+    """Append one iteration's bits to a constriction range encoder: `ones` (bits, h, w) of 0/1,
+    `contexts` of the same shape, `table` (bits, contexts) of P(one) in 1/65536. Bits are grouped
+    by (channel, context), each group in array order."""
+    import numpy as np
+    from constriction import stream
+
+    ones = np.asarray(ones).reshape(ones.shape[0], -1).astype(np.int32)
+    contexts = np.asarray(contexts).reshape(ones.shape[0], -1)
+    table = np.asarray(table, np.int64)
+    for c in range(ones.shape[0]):
+        for t in np.unique(contexts[c]):
+            p = int(table[c, t])
+            model = stream.model.Categorical(np.array([BIT_PROBABILITY_ONE - p, p], np.float64), perfect=False)
+            encoder.encode(ones[c][contexts[c] == t], model)
+
+
+def decode_bits(decoder, contexts, table):
+    """The inverse of encode_bits: (bits, h, w) of 0/1 (uint8) for `contexts` of that shape."""
+    import numpy as np
+    from constriction import stream
+
+    shape = np.shape(contexts)
+    contexts = np.asarray(contexts).reshape(shape[0], -1)
+    table = np.asarray(table, np.int64)
+    out = np.zeros(contexts.shape, np.uint8)
+    for c in range(shape[0]):
+        for t in np.unique(contexts[c]):
+            where = np.flatnonzero(contexts[c] == t)
+            p = int(table[c, t])
+            model = stream.model.Categorical(np.array([BIT_PROBABILITY_ONE - p, p], np.float64), perfect=False)
+            out[c, where] = decoder.decode(model, where.size)
+    return out.reshape(shape)

@@ -177,3 +177,29 @@ def image_size_pair(image_size) -> tuple[int, int]:
         return image_size, image_size
     h, w = image_size
     return int(h), int(w)
+
+
+class ConvGRUCell(nn.Module):
+    """A convolutional GRU (Cho et al. 2014, with convolutions in place of the matrix products):
+    the input is convolved with `stride` (so the cell can also downsample), the hidden state with
+    a `hidden_kernel` convolution; h' = (1 - z) h + z tanh(Wx + r * Uh)."""
+
+    def __init__(self, in_ch: int, hidden: int, kernel: int = 3, stride: int = 1, hidden_kernel: int = 1):
+        super().__init__()
+        self.hidden = hidden
+        self.stride = stride
+        self.input_conv = nn.Conv2d(in_ch, 3 * hidden, kernel, stride=stride, padding=kernel // 2)
+        self.hidden_conv = nn.Conv2d(hidden, 3 * hidden, hidden_kernel, padding=hidden_kernel // 2, bias=False)
+
+    def initial_state(self, x: torch.Tensor) -> torch.Tensor:
+        """The zero state for input x (its size after this cell's stride)."""
+        h, w = -(-x.shape[2] // self.stride), -(-x.shape[3] // self.stride)
+        return x.new_zeros(x.shape[0], self.hidden, h, w)
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        xr, xz, xn = self.input_conv(x).chunk(3, 1)
+        hr, hz, hn = self.hidden_conv(state).chunk(3, 1)
+        reset = torch.sigmoid(xr + hr)
+        update = torch.sigmoid(xz + hz)
+        candidate = torch.tanh(xn + reset * hn)
+        return state + update.to(state.dtype) * (candidate.to(state.dtype) - state)

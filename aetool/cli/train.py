@@ -10,6 +10,7 @@ from typing import List, Optional
 import typer
 from typing_extensions import Annotated
 
+from ..errors import UsageError
 from .common import handle_errors
 from .options import with_shared_options
 
@@ -268,28 +269,52 @@ def train_inpaint(
   # continue from a trained codec
   aetool train compress --data ~/scans --init my-codec.safetensors \\
       --steps 20000 --lr 5e-5 --out tuned.safetensors
+\b
+  # the progressive codec (a recurrent autoencoder): files that decode at every prefix
+  aetool train compress --arch recurrent --data ~/photos --out progressive.safetensors \\
+      --minutes 120 --threads 1
 """)
 @handle_errors
 @train_command(batch_size=8, lr=2e-4)  # measured: 2e-4 learns fastest; 5e-4 diverged by step 2,000
 def train_compress(
     data: Data,
     out: Out,
+    arch: Annotated[str, typer.Option(metavar="ARCH", help="hyperprior: a variational autoencoder with a scale "
+                                      "hyperprior (one rate per file, the best quality per byte); recurrent: a "
+                                      "recurrent autoencoder whose files decode at every prefix (progressive)."
+                                      )] = "hyperprior",
     channels: Annotated[int, typer.Option(metavar="N", help="3 for colour, 1 for grey.")] = 3,
     n: Annotated[int, typer.Option("--n", metavar="CHANNELS",
-                                   help="Channels of the transforms and of the hyper-latent (N in Ballé et al.).")] = 64,
-    m: Annotated[int, typer.Option("--m", metavar="CHANNELS", help="Channels of the latent (M).")] = 96,
-    patch: Annotated[int, typer.Option(metavar="PIXELS", help="Training patch size in pixels, a multiple of 64; "
-                                       "smaller images are skipped, with a warning.")] = 128,
+                                   help="hyperprior: channels of the transforms and of the hyper-latent (N in "
+                                   "Ballé et al.).")] = 64,
+    m: Annotated[int, typer.Option("--m", metavar="CHANNELS", help="hyperprior: channels of the latent (M).")] = 96,
+    bits: Annotated[int, typer.Option(metavar="N", help="recurrent: bits per 16x16 pixels per iteration "
+                                      "(32: 1/8 bpp per iteration before entropy coding).")] = 32,
+    iterations: Annotated[int, typer.Option(metavar="N", help="recurrent: iterations (refinements) a file can "
+                                            "hold.")] = 16,
+    patch: Annotated[Optional[int], typer.Option(metavar="PIXELS", help="Training patch size in pixels, a multiple "
+                                                 "of 64 (hyperprior, default 128) or 16 (recurrent, default 64); "
+                                                 "smaller images are skipped, with a warning.",
+                                                 show_default=False)] = None,
     common: dict = None,
 ):
-    """Train a learned image codec (a variational autoencoder with a scale hyperprior) for every
-    quality at once: the loss is rate + lambda * distortion at a random quality level per patch."""
+    """Train a learned image codec. hyperprior (default): a variational autoencoder with a scale
+    hyperprior for every quality at once (rate + lambda * distortion at a random quality level per
+    patch). recurrent: a recurrent autoencoder coding the image as a sequence of refinements, each
+    of a fixed number of bits (loss: mean PSNR over the iterations)."""
     values = {**{k: v for k, v in locals().items() if k != "common"}, **common}
-    command = recorded_command(train_compress, values, ["aetool", "train", "compress"])
-    from ..training.compress import CompressTask
+    if arch not in ("hyperprior", "recurrent"):
+        raise UsageError(f"--arch must be hyperprior or recurrent, not {arch!r}")
+    values["patch"] = patch or (128 if arch == "hyperprior" else 64)
+    command = recorded_command(train_compress, {**values, "patch": patch}, ["aetool", "train", "compress"])
+    from ..training.compress import CompressTask, ProgressiveCompressTask
 
-    task = CompressTask(data, channels=channels, n=n, m=m, patch=patch, val=common["val"],
-                        val_count=common["val_count"])
+    if arch == "recurrent":
+        task = ProgressiveCompressTask(data, channels=channels, bits=bits, iterations=iterations,
+                                       patch=values["patch"], val=common["val"], val_count=common["val_count"])
+    else:
+        task = CompressTask(data, channels=channels, n=n, m=m, patch=values["patch"], val=common["val"],
+                            val_count=common["val_count"])
     run_training(task, values, command)
 
 

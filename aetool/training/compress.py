@@ -150,3 +150,103 @@ def add_coding_tables(path: Path) -> None:
     data.setdefault("training", {})["tables"] = ("added after training by aetool.training.compress."
                                                  "add_coding_tables (the run's trainer predated them)")
     card_path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+PROGRESSIVE_VAL_ITERATIONS = 4  # validation reports the PSNR after this many iterations (0.5 bpp of raw bits)
+
+
+class ProgressiveCompressTask:
+    """Training task for the progressive codec (a recurrent autoencoder, aetool/models/recurrent.py):
+    random patches, every iteration unrolled, and a loss that weighs every iteration alike: the
+    mean over iterations of log MSE, i.e. minus the mean PSNR of the refinements (an MSE loss
+    would be ruled by the first, coarse iterations, whose errors are the largest)."""
+
+    task = "compress"
+    name = "compress (recurrent)"
+    plot_labels = ("training loss (mean over iterations of ln MSE)",
+                   f"validation PSNR after {PROGRESSIVE_VAL_ITERATIONS} iterations (dB)")
+
+    def __init__(self, data: list[Path], channels: int = 3, bits: int = 32, iterations: int = 16, patch: int = 64,
+                 val: list[Path] | None = None, val_count: int = 8):
+        if patch % 16:
+            raise UsageError(f"--patch must be a multiple of 16 (the recurrent codec downsamples 16x), got {patch}")
+        if channels not in (1, 3):
+            raise UsageError("--channels must be 1 (grey) or 3 (colour)")
+        if not 1 <= iterations <= 64:
+            raise UsageError(f"--iterations must be 1 to 64, got {iterations}")
+        if not 1 <= bits <= 256:
+            raise UsageError(f"--bits must be 1 to 256, got {bits}")
+        self.data = [Path(d) for d in data]
+        self.channels, self.bits, self.iterations, self.patch = channels, bits, iterations, patch
+        self.val = [Path(v) for v in val] if val else None
+        self.val_count = val_count
+
+    def build_model(self):
+        from ..models.recurrent import RecurrentCodec
+
+        return RecurrentCodec(in_channels=self.channels, bits=self.bits, iterations=self.iterations)
+
+    def adopt_init(self, model):
+        if getattr(model, "arch_name", None) != "recurrent_codec":
+            raise UsageError(f"--init model '{model.card.name}' is not a recurrent codec; give one from "
+                             "`aetool models` or a file from `aetool train compress --arch recurrent`")
+        if model.in_channels != self.channels:
+            raise UsageError(f"--init model '{model.card.name}' has {model.in_channels} channels, "
+                             f"but --channels is {self.channels}")
+        self.bits, self.iterations = model.bits, model.iterations
+        return model
+
+    def prepare(self, device: str) -> None:
+        import torch
+
+        self.split = split_files(self.data, self.val, self.val_count)
+        self.warnings = self.split.warnings
+        images, val_images = load_split(self.split, self.channels, self.patch, f"--patch {self.patch}", 16)
+        self.train_count = len(images)
+        self.sampler = PatchSampler(images, self.patch)
+        self.val_crops = [np.ascontiguousarray(c[:c.shape[0] // 16 * 16, :c.shape[1] // 16 * 16])
+                          for c in center_crops(val_images, VAL_CROP)]
+        self._torch = torch
+
+    def sample_batch(self, rng: np.random.Generator, gen, batch_size: int, device: str):
+        torch = self._torch
+        x = torch.from_numpy(self.sampler.sample(rng, batch_size)).permute(0, 3, 1, 2).float().div_(255)
+        return x.to(device=device, memory_format=torch.channels_last)
+
+    def loss(self, model, batch):
+        errors = model(batch)  # (iterations, B)
+        return self._torch.log(errors + 1e-6).mean()
+
+    def validate(self, model, device: str) -> float:
+        """PSNR (8-bit rounded) after every iteration over the validation crops, with sign
+        binarisation as at inference; also gathers the bit statistics of the coding tables."""
+        torch = self._torch
+        model.bit_counts.zero_()
+        psnrs = np.zeros((len(self.val_crops), model.iterations))
+        for i, c in enumerate(self.val_crops):
+            x = torch.from_numpy(c).permute(2, 0, 1)[None].float().div(255).to(device)
+            codes, images = model.code(x)
+            model.count_bits([b.float() for b in codes])
+            for k, image in enumerate(images):
+                out = (image.float() * 255).round().cpu()[0].permute(1, 2, 0).numpy()
+                mse = np.mean((out.astype(np.float64) - c.astype(np.float64)) ** 2)
+                psnrs[i, k] = 10 * np.log10(255 ** 2 / max(mse, 1e-10))
+        curve = psnrs.mean(0)
+        self.last_curve = {"bpp_raw": [round((k + 1) * model.bits / 256, 4) for k in range(model.iterations)],
+                           "psnr": [round(float(p), 3) for p in curve]}
+        return float(curve[min(PROGRESSIVE_VAL_ITERATIONS, model.iterations) - 1])
+
+    def description(self) -> str:
+        kind = "grey" if self.channels == 1 else "colour"
+        return (f"Recurrent autoencoder (ConvGRU encoder and decoder, Toderici et al. 2017) for progressive "
+                f"compression of {kind} images: {self.iterations} iterations of {self.bits} bits per 16x16 "
+                f"pixels ({self.bits / 256:g} bpp each before entropy coding), scaled-additive reconstruction.")
+
+    def data_description(self) -> dict:
+        return {"folders": [str(d) for d in self.data], "train_images": self.train_count, "patch": self.patch,
+                "loss": "mean over iterations of ln MSE (stochastic binarisation)"}
+
+    def validation_description(self) -> dict:
+        return {"files": [f.name for f in self.split.val], "held_out": self.split.held_out, "crop": VAL_CROP,
+                "metric": f"RGB PSNR after {PROGRESSIVE_VAL_ITERATIONS} iterations (sign binarisation)",
+                "curve": getattr(self, "last_curve", None)}
