@@ -7,6 +7,9 @@
     fixed = inpaint(pil_image, mask=pil_mask)  # fill the mask's white pixels
     data = compress(pil_image, quality=4)  # the bytes of an .aei file (learned codec)
     image = decompress(data)              # a PIL image
+    data = compress(pil_image, model="compress-progressive")  # progressive: any prefix decodes
+    preview = decompress(data, iterations=4)  # or bpp=0.25, max_bytes=20_000
+    small = truncate(data, bpp=0.5)       # a smaller valid file, same bits, no re-encoding
     det = AnomalyDetector.load("parts.safetensors")  # from `aetool train anomaly`
     r = det(pil_image)                    # r.score, r.label, r.map (the anomaly map)
     vectors = embed(paths, model="photo-embed")  # (N, latent) numpy array of autoencoder codes
@@ -16,7 +19,7 @@ torch is imported only when a model runs, so `import aetool` and `aetool --help`
 """
 __version__ = "0.1.0"
 
-__all__ = ["denoise", "upscale", "inpaint", "compress", "decompress", "AnomalyDetector", "embed", "Autoencoder",
+__all__ = ["denoise", "upscale", "inpaint", "compress", "decompress", "truncate", "AnomalyDetector", "embed", "Autoencoder",
            "estimate_noise",
            "load_model", "__version__"]
 
@@ -38,6 +41,10 @@ def __getattr__(name):
         from .tasks import compress as task
 
         return getattr(task, name)
+    if name == "truncate":
+        from .tasks.progressive import truncate_bytes
+
+        return truncate_bytes
     if name in ("AnomalyDetector", "AnomalyResult"):
         from .tasks import anomaly as task
 

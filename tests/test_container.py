@@ -12,9 +12,9 @@ import zlib
 
 import pytest
 
-from aetool.container import (EXTENSION, FIXED_HEADER_SIZE, FORMAT_VERSION, MAGIC, MAX_SIDE, SECTIONS,
-                              ContainerError, ContainerTooLargeError, EncodedImage, describe, latent_shapes,
-                              load, pack, packed_size, quantize_quality, unpack)
+from aetool.container import (EXTENSION, FIXED_HEADER_SIZE, FORMAT_VERSION, HYPERPRIOR_VERSION, MAGIC, MAX_SIDE,
+                              SECTIONS, ContainerError, ContainerTooLargeError, EncodedImage, describe,
+                              latent_shapes, load, pack, packed_size, quantize_quality, unpack)
 from aetool.errors import EXIT_SOME_FAILED, ImageError, ImageTooLargeError, exit_code_for
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -60,7 +60,7 @@ VARIANTS = [
 @pytest.mark.parametrize("e", VARIANTS)
 def test_round_trip(e):
     data = pack(e)
-    assert data[:4] == MAGIC and data[4] == FORMAT_VERSION
+    assert data[:4] == MAGIC and data[4] == HYPERPRIOR_VERSION  # version-1 files (the hyperprior codec)
     assert len(data) == packed_size(e)
     assert unpack(data) == e
     assert unpack(bytearray(data)) == e and unpack(memoryview(data)) == e
@@ -139,9 +139,9 @@ def test_wrong_magic_other_formats():
 
 def test_newer_and_unknown_versions():
     data = bytearray(pack(make()))
-    data[4] = 3
-    assert message(data) == ("written by a newer aetool (format version 3; this aetool reads version 1): "
-                             "upgrade aetool")
+    data[4] = FORMAT_VERSION + 1
+    assert message(data) == (f"written by a newer aetool (format version {FORMAT_VERSION + 1}; this aetool reads up "
+                             f"to version {FORMAT_VERSION}): upgrade aetool")
     assert message(bytes(data[:5])).startswith("written by a newer aetool")  # refused even when cut short
     data[4] = 0
     assert message(data).startswith("unknown format version 0")
@@ -273,7 +273,7 @@ def test_describe():
     e = with_alpha(make(640, 480, icc=b"p" * 100), 20)
     d = describe(e)
     total = len(pack(e))
-    assert d["format_version"] == FORMAT_VERSION
+    assert d["format_version"] == HYPERPRIOR_VERSION
     assert d["model"] == "codec-rgb" and d["model_sha256_prefix"] == hashlib.sha256(b"weights").hexdigest()[:16]
     assert d["coder"] == "constriction range coder, 24-bit precision" and d["coder_id"] == 1
     assert (d["width"], d["height"], d["channels"], d["bit_depth"]) == (640, 480, 3, 8)
@@ -337,7 +337,7 @@ def fuzz_cases(rng: random.Random, files: list[bytes], n: int):
             yield kind, bytes(raw)
         elif kind == "junk":  # random bytes, half of them behind a valid magic and version
             junk = rng.randbytes(rng.randrange(0, 300))
-            yield kind, (MAGIC + bytes([FORMAT_VERSION]) + junk) if rng.random() < 0.5 else junk
+            yield kind, (MAGIC + bytes([HYPERPRIOR_VERSION]) + junk) if rng.random() < 0.5 else junk
         elif kind == "crafted header":  # random fixed fields, with a valid header checksum
             raw = bytearray(data)
             for _ in range(rng.randrange(1, 6)):

@@ -34,7 +34,7 @@ ANALYSIS_MARGIN = 64  # pixels of context per side: the analysis sees 61 (4 stri
 PSNR_SLACK = 0.05  # --psnr stops once a file is this close above the target (the tolerance is 0.1 dB)
 SYNTHESIS_MARGIN = 4  # latent pixels of context per side, 64 output pixels: more than the synthesis sees
 
-__all__ = ["Codec", "compress", "decompress", "EXTENSION"]
+__all__ = ["Codec", "compress", "decompress", "make_codec", "EXTENSION"]
 
 
 def _check_quality(quality: float) -> float:
@@ -302,24 +302,65 @@ class Codec:
         return pic, info
 
 
-class Decoders:
-    """Decodes files that may name different models: one Codec per model, made when first needed.
-    `model` (a name or .safetensors path) overrides where the named model is found."""
+def codec_card(model: str | None = None):
+    """The card of the codec `model` names (a name, a .safetensors file, or "progressive" for the
+    installed progressive codec); the default codec without one. A usage error for a model of
+    another task."""
+    from .progressive import ALIAS, progressive_card
 
-    def __init__(self, model: str | None = None, options: EngineOptions | None = None):
+    if model == ALIAS:
+        return progressive_card(model)
+    card = find_card(model) if model is not None else default_model("compress", 3)
+    if card.task != "compress":
+        raise UsageError(f"model '{card.name}' is for `aetool {card.task}`, not a codec; see `aetool models`")
+    return card
+
+
+def make_codec(model: str | None = None, options: EngineOptions | None = None):
+    """The codec for `model` (see codec_card): a Codec (hyperprior, version-1 files) or a
+    ProgressiveCodec (recurrent, version-2 files)."""
+    from .progressive import ProgressiveCodec, is_progressive_card
+
+    card = codec_card(model)
+    if is_progressive_card(card):
+        return ProgressiveCodec(model or card.name, options)
+    return Codec(model, options)
+
+
+class Decoders:
+    """Decodes files that may name different models: one codec per model, made when first needed.
+    `model` (a name or .safetensors path) overrides where the named model is found. `limits`
+    (iterations, bpp or max_bytes) say how much of a progressive file to decode; a file of the
+    other codec is decoded whole, with a note."""
+
+    def __init__(self, model: str | None = None, options: EngineOptions | None = None, **limits):
         self.override = model
         self.options = options
-        self._codecs: dict[str, Codec] = {}
+        self.limits = {k: v for k, v in limits.items() if v is not None}
+        self._codecs: dict[str, object] = {}
 
-    def codec_for(self, e: EncodedImage) -> Codec:
+    def codec_for(self, e):
         # A name already decoded with is known to be installed: no need to scan the cards per file.
         name = self.override or (e.model_name if e.model_name in self._codecs else named_model(e, "--model"))
         if name not in self._codecs:
-            self._codecs[name] = Codec(name, self.options)
+            self._codecs[name] = make_codec(name, self.options)
         return self._codecs[name]
 
-    def picture(self, e: EncodedImage, max_pixels: int | None = None) -> tuple[Picture, dict]:
-        return self.codec_for(e).decode(e, max_pixels)
+    def picture(self, e, max_pixels: int | None = None) -> tuple[Picture, dict]:
+        from ..container import ProgressiveImage
+
+        codec = self.codec_for(e)
+        if isinstance(e, ProgressiveImage):
+            if not hasattr(codec, "decode_bits"):
+                raise ImageError(f"this progressive file needs a progressive codec, not '{codec.card.name}'")
+            return codec.decode(e, **self.limits)
+        if not isinstance(codec, Codec):
+            raise ImageError(f"this file needs a hyperprior codec, not the progressive '{codec.card.name}'")
+        pic, info = codec.decode(e, max_pixels)
+        if self.limits:
+            info["note"] = "not a progressive file: decoded whole (--iterations, --bpp and --max-bytes apply to files " \
+                           "of the progressive codec)"
+        return pic, info
 
 
 def named_model(e: EncodedImage, option: str) -> str:
@@ -434,16 +475,30 @@ def compress(image, quality: float | None = None, model: str | None = None, code
 
         pic = Picture(pixels=pixels, alpha=alpha, bit_depth=bit_depth)
         return encode_classical(pic, codec, quality=None if quality is None else int(quality))[0]
+    if model is not None and _is_progressive_model(model):
+        from .progressive import ProgressiveCodec
+
+        coder = _cached(ProgressiveCodec, model, "cpu", None, "fp32")
+        return coder.encode_to_target(pixels, quality=quality, alpha=alpha, bit_depth=bit_depth)[0]
     coder = _cached(Codec, model, "cpu", None, "fp32")
     return coder.encode(pixels, DEFAULT_QUALITY if quality is None else quality, alpha=alpha, bit_depth=bit_depth)
 
 
-def decompress(data: bytes, model: str | None = None, max_pixels: int | None = None, filter: bool = True):
+def _is_progressive_model(model: str) -> bool:
+    from .progressive import is_progressive_card
+
+    return is_progressive_card(codec_card(model))
+
+
+def decompress(data: bytes, model: str | None = None, max_pixels: int | None = None, filter: bool = True,
+               iterations: int | None = None, bpp: float | None = None, max_bytes: int | None = None):
     """The image of .aei bytes, or of a JPEG, WebP or AVIF file (decoded by Pillow, then the learned
     post-filter of its codec unless filter=False), as a PIL image (RGB, RGBA, L or LA). An .aei file
     names the model it needs; `model` overrides where that model is found (a name or a .safetensors
     path), or names the post-filter for a standard file. A file that declares more than `max_pixels`
-    (default: the command line's --max-pixels default) is refused before anything is allocated."""
+    (default: the command line's --max-pixels default) is refused before anything is allocated.
+    A progressive file (compress(..., model="compress-progressive")) decodes its first `iterations`,
+    or as many as fit in `bpp` or `max_bytes`, or all it holds whole (a cut file: with a warning)."""
     from PIL import Image
 
     from ..imageio import DEFAULT_MAX_PIXELS
@@ -455,9 +510,21 @@ def decompress(data: bytes, model: str | None = None, max_pixels: int | None = N
         decoder = _cached(ClassicalDecoder, model, "auto", None, "auto", filter=filter)
         pic, _ = decoder.picture(read_standard(data, max_pixels or DEFAULT_MAX_PIXELS))
     else:
+        from ..container import ProgressiveImage
+
         header = unpack(data, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
-        codec = _cached(Codec, model or named_model(header, "model="), "cpu", None, "fp32")
-        pic, _ = codec.decode(header)
+        if isinstance(header, ProgressiveImage):
+            import warnings
+
+            from .progressive import ProgressiveCodec
+
+            codec = _cached(ProgressiveCodec, model or named_model(header, "model="), "cpu", None, "fp32")
+            pic, info = codec.decode(header, iterations=iterations, bpp=bpp, max_bytes=max_bytes)
+            if "warning" in info:
+                warnings.warn(info["warning"], stacklevel=2)
+        else:
+            codec = _cached(Codec, model or named_model(header, "model="), "cpu", None, "fp32")
+            pic, _ = codec.decode(header)
     planes = [pic.pixels] + ([pic.alpha[..., None]] if pic.alpha is not None else [])
     arr = np.round(np.clip(np.concatenate(planes, axis=2), 0, 1) * 255).astype(np.uint8)
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[2]]
