@@ -279,7 +279,7 @@ def load(path: str | Path, max_pixels: int | None = None) -> EncodedImage:
                 h = _parse_progressive_header(memoryview(head), max(size, len(head)), max_pixels)
                 head += f.read(max(0, min(size, h.table_end) - len(head)))
                 declared = h.table_end
-                if len(head) == h.table_end:  # the table's lengths (checked by unpack) give the rest
+                if len(head) >= h.table_end:  # the table's lengths (checked by unpack) give the rest
                     start = h.table_end - _CRC.size - ITERATION_ENTRY_SIZE * h.count
                     declared += sum(_ENTRY.unpack_from(head, start + ITERATION_ENTRY_SIZE * k)[0]
                                     for k in range(h.count))
@@ -533,6 +533,20 @@ def progressive_sizes(e: ProgressiveImage) -> list[int]:
     return sizes
 
 
+def progressive_ends(e: ProgressiveImage) -> list[int]:
+    """Where iteration k ends in the file `e` was read from (its table lists `declared`
+    iterations): the first progressive_ends(e)[k - 1] bytes of that file hold iterations 1..k."""
+    name = len(e.model_name.encode("utf-8"))
+    count = max(e.declared, len(e.iterations))
+    pos = (PROGRESSIVE_HEADER_SIZE + name + sum(len(getattr(e, s)) for s in PROGRESSIVE_METADATA) + 2 * _CRC.size
+           + ITERATION_ENTRY_SIZE * count)
+    ends = []
+    for it in e.iterations:
+        pos += len(it)
+        ends.append(pos)
+    return ends
+
+
 def _parse_progressive_header(head, size: int, max_pixels: int | None) -> _HeaderV2:
     """Checks 3-6 of a version-2 file on its first bytes."""
     if len(head) < PROGRESSIVE_HEADER_SIZE:
@@ -646,7 +660,8 @@ def describe_progressive(e: ProgressiveImage) -> dict:
     """What `aetool info --json` shows of a version-2 file, the iteration table included."""
     sizes = progressive_sizes(e)
     pixels = e.width * e.height
-    table = [{"iteration": k + 1, "bytes": len(it), "file_bytes": sizes[k],
+    ends = progressive_ends(e)
+    table = [{"iteration": k + 1, "bytes": len(it), "file_bytes": sizes[k], "ends_at": ends[k],
               "bits_per_pixel": round(sizes[k] * 8 / pixels, 4),
               "psnr": e.psnr[k] if k < len(e.psnr) else None} for k, it in enumerate(e.iterations)]
     total = sizes[-1] if sizes else PROGRESSIVE_HEADER_SIZE

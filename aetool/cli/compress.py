@@ -244,11 +244,12 @@ def decompress_command(
 Iterations = Annotated[Optional[int], typer.Option(min=1, metavar="N", help="Progressive files: decode (keep) only "
                                                    "the first N iterations.", show_default=False)]
 PrefixBpp = Annotated[Optional[float], typer.Option("--bpp", min=0.001, metavar="BPP",
-                                                    help="Progressive files: as many iterations as fit in this many "
-                                                    "bits per pixel of the file.", show_default=False)]
-MaxBytes = Annotated[Optional[str], typer.Option(metavar="SIZE", help="Progressive files: as many iterations as fit "
-                                                 "in the first SIZE bytes of the file (20KB, 1.5MB, bytes).",
-                                                 show_default=False)]
+                                                    help="Progressive files: as many iterations as the first BPP x "
+                                                    "pixels / 8 bytes of the file hold (truncate: as fit in a file "
+                                                    "of that size).", show_default=False)]
+MaxBytes = Annotated[Optional[str], typer.Option(metavar="SIZE", help="Progressive files: as many iterations as the "
+                                                 "first SIZE bytes of the file hold (truncate: as fit in a file of "
+                                                 "at most SIZE); 20KB, 1.5MB, bytes.", show_default=False)]
 
 
 def prefix_limits(iterations: int | None, bpp: float | None, max_bytes: str | None) -> dict:

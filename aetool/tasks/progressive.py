@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from ..container import (CODER_RANGE_24, ProgressiveImage, pack_progressive, progressive_code_shape,
-                         progressive_sizes, truncate)
+                         progressive_ends, progressive_sizes, truncate)
 from ..engine import EngineOptions
 from ..errors import ImageError, UsageError
 from ..imageio import Picture
@@ -55,10 +55,12 @@ def progressive_card(model: str | None = None) -> Card:
 
 
 def iterations_for(e: ProgressiveImage, *, iterations: int | None = None, bpp: float | None = None,
-                   max_bytes: int | None = None) -> tuple[int, str | None]:
+                   max_bytes: int | None = None, prefix: bool = True) -> tuple[int, str | None]:
     """How many of the file's complete iterations to decode (or keep) for one of the limits:
-    `iterations`, `bpp` (of the whole file that keeps them) or `max_bytes`; all without a limit.
-    Returns (k, a note when the limit asks for more than there is or less than one iteration)."""
+    `iterations`, `bpp` or `max_bytes`; all without a limit. With `prefix` (decoding), a byte
+    limit counts the first bytes of this file, as a stream would deliver them; without
+    (truncating), the size of the smaller file that keeps them (its table is shorter). Returns
+    (k, a note when the limit asks for more than there is or less than one iteration)."""
     given = [v is not None for v in (iterations, bpp, max_bytes)]
     if sum(given) > 1:
         raise UsageError("give one of --iterations, --bpp or --max-bytes")
@@ -72,7 +74,7 @@ def iterations_for(e: ProgressiveImage, *, iterations: int | None = None, bpp: f
     if bpp is None and max_bytes is None:
         return have, None
     limit = max_bytes if max_bytes is not None else bpp * e.width * e.height / 8
-    sizes = progressive_sizes(e)
+    sizes = progressive_ends(e) if prefix else progressive_sizes(e)
     k = sum(1 for s in sizes if s <= limit)
     if k == 0:
         return 1, (f"the limit of {limit:,.0f} bytes is below the first iteration ({sizes[0]:,} bytes in all); "
@@ -91,7 +93,7 @@ def truncate_file(e, *, iterations: int | None = None, bpp: float | None = None,
         raise ImageError("not a progressive file (only files of the progressive codec can be truncated)")
     if not e.iterations:
         raise ImageError(f"truncated: the file ends at byte {e.size:,}, inside its first iteration: nothing to keep")
-    k, note = iterations_for(e, iterations=iterations, bpp=bpp, max_bytes=max_bytes)
+    k, note = iterations_for(e, iterations=iterations, bpp=bpp, max_bytes=max_bytes, prefix=False)
     data = truncate(e, k) if k < len(e.iterations) else pack_progressive(e)
     info = {"model": e.model_name, "iterations": k, "iterations_in_file": max(e.declared, len(e.iterations)),
             "bytes": len(data), "bpp": round(len(data) * 8 / (e.width * e.height), 4)}
@@ -231,7 +233,7 @@ class ProgressiveCodec:
                                  "one iteration); wrote that")
         elif psnr is not None:
             k = next((j + 1 for j, p in enumerate(psnrs) if p >= psnr), k_max)
-            if psnrs[-1] < psnr:
+            if psnrs[k - 1] < psnr:
                 warning = (f"{psnr:g} dB is above what the model reaches ({psnrs[-1]:.2f} dB after {k_max} "
                            "iterations); wrote that")
         data = truncate(e, k) if k < len(e.iterations) else pack_progressive(e)
@@ -305,7 +307,7 @@ class ProgressiveCodec:
         alpha = _alpha_from_png(e.alpha, w, h) if e.has_alpha else None
         pic = Picture(pixels=np.ascontiguousarray(out, np.float32), alpha=alpha, bit_depth=8,
                       icc=e.icc or None, exif=e.exif or None)
-        used = progressive_sizes(e)[k - 1]
+        used = progressive_ends(e)[k - 1]  # the first bytes of the file that were read
         info = {"model": e.model_name, "iterations": k, "iterations_in_file": max(e.declared, len(e.iterations)),
                 "bytes_used": used, "bpp": round(used * 8 / (w * h), 4)}
         if k - 1 < len(e.psnr) and e.psnr[k - 1] is not None:
