@@ -211,6 +211,8 @@ for card in cards:
             args += ["--max-hole", f"{data['max_hole']:g}"]
     elif task == "compress":
         args += ["--channels", str(channels)]
+        if card.get("arch") == "recurrent_codec":  # the progressive codec: its own trainer
+            args += ["--arch", "recurrent"]
     elif task == "anomaly":
         args += ["--channels", str(channels), "--family", data.get("family", "repair"),
                  "--size", str(config.get("image_size", 256))]

@@ -34,6 +34,12 @@ def _metric(card) -> str:
             return f"k-NN {fashion['knn']:.3f}"
         dup = (m.get("near_duplicate_recall_at_1") or {}).get("all")
         return f"dup. recall {dup:.3f}" if isinstance(dup, (int, float)) else "-"
+    elif card.task == "compress":  # a codec: its BD-rate against JPEG (progressive JPEG for the progressive one)
+        bd = (m.get("bd_rate_percent_psnr") or {}).get("kodak24") or {}
+        anchor = "jpeg-progressive" if card.arch == "recurrent_codec" else "jpeg"
+        v = bd.get(anchor)
+        label = "prog. JPEG" if anchor == "jpeg-progressive" else "JPEG"
+        return f"{label} BD-rate {v:+.1f} %" if isinstance(v, (int, float)) else "-"
     elif card.degradation:  # a codec post-filter: its gain, or its BD-rate as a learned decoder
         gain = ((m.get("jpeg_artifacts") or {}).get("kodak24") or {}).get("q10", {}).get("gain_db")
         if isinstance(gain, (int, float)):
@@ -50,6 +56,8 @@ def _task(card) -> str:
     scale = card.config.get("scale")
     if card.degradation:
         return f"{card.task} {','.join(card.degradation.get('codecs', []))}"
+    if card.arch == "recurrent_codec":
+        return f"{card.task} progressive"
     return f"{card.task} x{scale}" if scale else card.task
 
 
