@@ -190,7 +190,7 @@ def test_heic_without_pillow_heif_says_what_to_install(tmp_path):
 # --------------------------------------------------------------------------- help text and messages
 HELP_PAGES = [["denoise"], ["upscale"], ["inpaint"], ["models"], ["models", "info"], ["train", "denoise"],
               ["train", "upscale"], ["train", "inpaint"], ["train", "compress"], ["compress"], ["decompress"],
-              ["info"], []]
+              ["truncate"], ["info"], []]
 
 
 @pytest.mark.parametrize("command", HELP_PAGES, ids=lambda c: " ".join(c) or "aetool")

@@ -270,9 +270,9 @@ def train_inpaint(
   aetool train compress --data ~/scans --init my-codec.safetensors \\
       --steps 20000 --lr 5e-5 --out tuned.safetensors
 \b
-  # the progressive codec (a recurrent autoencoder): files that decode at every prefix
-  aetool train compress --arch recurrent --data ~/photos --out progressive.safetensors \\
-      --minutes 120 --threads 1
+  # the progressive codec (a recurrent autoencoder): any prefix decodes
+  aetool train compress --arch recurrent --data ~/photos \\
+      --out progressive.safetensors --minutes 120 --threads 1
 """)
 @handle_errors
 @train_command(batch_size=8, lr=2e-4)  # measured: 2e-4 learns fastest; 5e-4 diverged by step 2,000
