@@ -264,7 +264,7 @@ def prefix_limits(iterations: int | None, bpp: float | None, max_bytes: str | No
 TRUNCATE_EPILOG = """Examples:
 
 \b
-  # a preview-sized copy of a progressive file: the same bits, fewer iterations
+  # a preview-sized copy: the same bits, fewer iterations
   aetool truncate photo.aei --bpp 0.25 -o small.aei
 \b
   # a folder, each file cut to at most 20 KB, or to its first 4 iterations
