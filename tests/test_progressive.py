@@ -211,6 +211,18 @@ def test_tiny_pictures(codec, h, w):
         assert pic.pixels.shape == (h, w, 3) and info["iterations"] == k
 
 
+@pytest.mark.parametrize("name", ["rgb", "grey"])
+def test_decode_each_gives_every_prefix_in_one_pass(codec, files, name):
+    data = files[name][0]
+    e = unpack(data)
+    pictures = codec.decode_each(e)
+    assert len(pictures) == len(e.iterations)
+    for k, pic in enumerate(pictures, 1):
+        np.testing.assert_array_equal(pic.pixels, codec.decode(e, iterations=k)[0].pixels)
+    cut = unpack(data[:prefix_ends(e)[1] + 1])
+    assert len(codec.decode_each(cut)) == 2
+
+
 def test_tiles_decode_with_the_encoders_reconstruction(codec):
     """Large pictures are coded in independent tiles (TILE pixels, here made small): decoding
     them gives what the encoder measured, partial tiles at the edges included."""

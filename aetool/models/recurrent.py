@@ -144,6 +144,14 @@ class RecurrentCodec(nn.Module):
     @torch.no_grad()
     def reconstruct(self, codes: list[torch.Tensor]) -> torch.Tensor:
         """The image (B, C, H, W) in [0, 1] decoded from the first len(codes) iterations' bits."""
+        for image in self.reconstructions(codes):
+            pass
+        return image
+
+    @torch.no_grad()
+    def reconstructions(self, codes: list[torch.Tensor]):
+        """The image (B, C, H, W) in [0, 1] after each iteration in turn (a generator): every
+        prefix's picture in one pass of the decoder."""
         b, _, h, w = codes[0].shape
         probe = codes[0].new_zeros(b, self.in_channels, h * 16, w * 16)
         _, dec = self.initial_states(probe)
@@ -151,7 +159,7 @@ class RecurrentCodec(nn.Module):
         for k, bits in enumerate(codes):
             correction, dec = self.decode_step(bits.float(), dec, k)
             reconstruction = reconstruction + correction
-        return reconstruction.clamp(0, 1)
+            yield reconstruction.clamp(0, 1)
 
     # ------------------------------------------------------------------ coding tables
     @torch.no_grad()

@@ -253,6 +253,40 @@ class ProgressiveCodec:
         return data, info
 
     # ------------------------------------------------------------------ decoding
+    def _pictures(self, e: ProgressiveImage, codes: list[np.ndarray], every: bool) -> list[Picture]:
+        """The picture after the last of `codes` ([it]), or after each of them (`every`)."""
+        import torch
+
+        model = self.model
+        h, w = e.height, e.width
+        ph, pw = codes[0].shape[1] * 16, codes[0].shape[2] * 16
+        outs = [np.empty((ph, pw, model.in_channels), np.float32) for _ in (codes if every else codes[:1])]
+        with torch.inference_mode():
+            for y0, y1, x0, x1 in self._tiles(ph, pw):
+                bits = [torch.from_numpy(b[None, :, y0 // 16:y1 // 16, x0 // 16:x1 // 16].astype(np.float32) * 2 - 1)
+                        .to(self.device) for b in codes]
+                if every:
+                    for out, image in zip(outs, model.reconstructions(bits)):
+                        out[y0:y1, x0:x1] = image[0].float().cpu().permute(1, 2, 0).numpy()
+                else:
+                    outs[0][y0:y1, x0:x1] = model.reconstruct(bits)[0].float().cpu().permute(1, 2, 0).numpy()
+        alpha = _alpha_from_png(e.alpha, w, h) if e.has_alpha else None
+        pictures = []
+        for out in outs:
+            out = out[:h, :w]
+            if e.channels == 1 and out.shape[2] != 1:
+                out = out.mean(axis=2, keepdims=True)
+            pictures.append(Picture(pixels=np.ascontiguousarray(out, np.float32), alpha=alpha, bit_depth=8,
+                                    icc=e.icc or None, exif=e.exif or None))
+        return pictures
+
+    def decode_each(self, e: ProgressiveImage) -> list[Picture]:
+        """The picture after every iteration the file holds whole, in one pass of the decoder (what a
+        viewer that refines as the bytes arrive shows; each equals decode(e, iterations=k))."""
+        if not e.iterations:
+            raise ImageError("truncated: the file ends inside its first iteration: nothing can be decoded")
+        return self._pictures(e, self.decode_bits(e, len(e.iterations)), every=True)
+
     def decode_bits(self, e: ProgressiveImage, iterations: int) -> list[np.ndarray]:
         """The bits of the first `iterations` iterations: the exact part of decoding (CPU)."""
         from constriction import stream
@@ -284,29 +318,12 @@ class ProgressiveCodec:
     def decode(self, e: ProgressiveImage, iterations: int | None = None, bpp: float | None = None,
                max_bytes: int | None = None) -> tuple[Picture, dict]:
         """The picture after the first iterations a limit allows (all complete ones by default)."""
-        import torch
-
         if not e.iterations:
             raise ImageError(f"truncated: the file ends at byte {e.size:,}, inside its first iteration: nothing "
                              "can be decoded")
         k, note = iterations_for(e, iterations=iterations, bpp=bpp, max_bytes=max_bytes)
-        codes = self.decode_bits(e, k)
-        model = self.model
+        pic = self._pictures(e, self.decode_bits(e, k), every=False)[-1]
         h, w = e.height, e.width
-        ph, pw = codes[0].shape[1] * 16, codes[0].shape[2] * 16
-        out = np.empty((ph, pw, model.in_channels), np.float32)
-        with torch.inference_mode():
-            for y0, y1, x0, x1 in self._tiles(ph, pw):
-                bits = [torch.from_numpy(b[None, :, y0 // 16:y1 // 16, x0 // 16:x1 // 16].astype(np.float32) * 2 - 1)
-                        .to(self.device) for b in codes]
-                image = model.reconstruct(bits)
-                out[y0:y1, x0:x1] = image[0].float().cpu().permute(1, 2, 0).numpy()
-        out = out[:h, :w]
-        if e.channels == 1 and out.shape[2] != 1:
-            out = out.mean(axis=2, keepdims=True)
-        alpha = _alpha_from_png(e.alpha, w, h) if e.has_alpha else None
-        pic = Picture(pixels=np.ascontiguousarray(out, np.float32), alpha=alpha, bit_depth=8,
-                      icc=e.icc or None, exif=e.exif or None)
         used = progressive_ends(e)[k - 1]  # the first bytes of the file that were read
         info = {"model": e.model_name, "iterations": k, "iterations_in_file": max(e.declared, len(e.iterations)),
                 "bytes_used": used, "bpp": round(used * 8 / (w * h), 4)}
