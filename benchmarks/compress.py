@@ -3,9 +3,16 @@ AVIF encoders and JPEG XL (pillow-jxl-plugin), and aetool's learned decoder for 
 files, by the protocol of docs/protocol.md ("Rules common to every task" and "Speed"; the
 compression rules are those written out below and in the report).
 
-Methods (--methods; default aetool,jpeg,webp,avif,jxl):
+Methods (--methods; default aetool,jpeg,webp,avif,jxl,progressive,jpeg-progressive):
 - aetool: the learned .aei codec (--model names it; default the shipped one), --qualities 1-8;
 - jpeg, webp, avif, jxl: the baselines, run by this script's `codec` helper, quality 0-100;
+- progressive: the progressive .aei codec (recurrent autoencoder, --progressive-model, default
+  compress-progressive): each folder encoded once with all the model's iterations (`aetool compress
+  --model M`, timed: its encode s/MP), then for each iteration count k of --progressive-iterations
+  (default 1,...,16) cut with `aetool truncate --iterations k` (no re-encoding; the same bits as
+  `--quality k`) and decoded with `aetool decompress` (timed: decode s/MP); bpp = the cut file's bytes;
+- jpeg-progressive: progressive JPEG (Pillow, progressive=True, otherwise as jpeg), the JPEG grid
+  unless --jpeg-progressive-qualities;
 - jpeg+filter, webp+filter, avif+filter: the learned decoder. Such a point encodes nothing: it
   decodes the files that its base method (jpeg, webp, avif) wrote at the same quality earlier in
   the same run, with `aetool decompress ENC -o DEC --format png` (the codec's own decode, then
@@ -35,6 +42,16 @@ a curve, VCEG-M33) and, as a check, by a monotone piecewise-cubic (pchip) interp
 difference of the two over the PSNR interval both curves cover, as a percentage of rate; negative =
 the method under test needs fewer bits for the same PSNR.
 
+With progressive in --methods, the progressive view ("prefix", --prefixes, default 1,2,5,10,15,
+20,25,30,40,50,60,70,80,90,100 %): each image's full progressive file cut at N = floor(p x size)
+bytes and decoded by `aetool decompress` (the complete iterations; a cut before the end of the first
+iteration decodes to nothing: no image), against a progressive JPEG of the same image whose whole
+file is the largest at or under the .aei file's size (quality 1-100, Pillow), cut at the same N bytes,
+the EOI marker appended and decoded by Pillow with ImageFile.LOAD_TRUNCATED_IMAGES (a cut before the
+data of its first scan decodes to nothing, as Pillow then returns a uniform fill: no image). Per set
+and prefix the mean PSNR of each, and the target: aetool's preview better at every prefix from 10 %
+(--prefix-target-from). Plot --prefix-plot, example picture --prefix-example.
+
 --rate-control adds the check of aetool's rate control: `--bpp B`, `--size S` and `--psnr P`
 targets, the per-image miss against the target, and whether each is within the tolerance.
 
@@ -46,6 +63,11 @@ hollow markers, in its base's colour).
 Full run:
     python benchmarks/heldout_photos.py /tmp/heldout
     python benchmarks/compress.py --sets kodak24,cbsd68,heldout=/tmp/heldout/colour --rate-control
+The progressive codec quickly, a checkpoint (and the script's self-check, no data):
+    python benchmarks/compress.py --methods progressive,jpeg-progressive,jpeg --sets kodak24 --limit 2 \
+        --progressive-model /tmp/p.safetensors --out-md /tmp/c.md --out-json /tmp/c.json --plot /tmp/c.png \
+        --prefix-plot /tmp/prefix.png --prefix-example /tmp/prefix-example.png
+    python benchmarks/compress.py selfcheck [--progressive-model /tmp/p.safetensors]
 The learned decoder (its own section, JSON and plot):
     python benchmarks/compress.py --sets kodak24,cbsd68,heldout=/tmp/heldout/colour \\
         --methods aetool,jpeg,jpeg+filter,webp,webp+filter,avif,avif+filter --section compress-filter \\
@@ -81,16 +103,21 @@ from common import (ROOT, add_run_options, check_methods, cpu_precision, failure
 
 # Each +filter method comes right after its base: a set's methods run in this order, and a +filter
 # point decodes the files its base's point wrote.
-METHODS = ["aetool", "jpeg", "jpeg+filter", "webp", "webp+filter", "avif", "avif+filter", "jxl"]
-BASELINES = ["jpeg", "webp", "avif", "jxl"]
+METHODS = ["aetool", "jpeg", "jpeg+filter", "webp", "webp+filter", "avif", "avif+filter", "jxl", "progressive",
+           "jpeg-progressive"]
+BASELINES = ["jpeg", "webp", "avif", "jxl", "jpeg-progressive"]
 # The learned decoder: the base codec's own files, decoded by `aetool decompress` (the codec's
 # decoder, then aetool's post-filter for that codec).
 FILTERED = {"jpeg+filter": "jpeg", "webp+filter": "webp", "avif+filter": "avif"}
 # What runs without --methods: the learned codec and the baselines (the +filter methods on request).
-DEFAULT_METHODS = ["aetool", "jpeg", "webp", "avif", "jxl"]
+DEFAULT_METHODS = ["aetool", "jpeg", "webp", "avif", "jxl", "progressive", "jpeg-progressive"]
 SETS = ["kodak24", "cbsd68"]
-EXT = {"aetool": ".aei", "jpeg": ".jpg", "webp": ".webp", "avif": ".avif", "jxl": ".jxl"}
-LABELS = {"aetool": "aetool", "jpeg": "JPEG", "webp": "WebP", "avif": "AVIF", "jxl": "JPEG XL"}
+EXT = {"aetool": ".aei", "jpeg": ".jpg", "webp": ".webp", "avif": ".avif", "jxl": ".jxl", "progressive": ".aei",
+       "jpeg-progressive": ".jpg"}
+LABELS = {"aetool": "aetool", "jpeg": "JPEG", "webp": "WebP", "avif": "AVIF", "jxl": "JPEG XL",
+          "progressive": "aetool progressive", "jpeg-progressive": "progressive JPEG"}
+# The learned codecs (.aei): the BD-rate of each is taken against every other method.
+LEARNED = ("aetool", "progressive")
 for _f, _b in FILTERED.items():
     EXT[_f] = EXT[_b]
     LABELS[_f] = f"{LABELS[_b]} + aetool filter"
@@ -105,6 +132,16 @@ FILTER_QUALITIES = {"jpeg+filter": [10, 20, 30, 40, 50, 60, 70], "webp+filter": 
 # The targets of the compression issue (#10).
 TARGET_BD_VS_JPEG = -30.0  # percent, on every set
 TARGET_S_PER_MP = 1.5      # encode and decode, seconds per megapixel
+# The progressive codec's targets: BD-rate (PSNR) against progressive JPEG, percent, on every set;
+# the progressive view: aetool's preview of the first N bytes better (mean PSNR) than progressive
+# JPEG's at every prefix from PREFIX_TARGET_FROM % of the file.
+TARGET_BD_PROGRESSIVE = -20.0
+PROGRESSIVE_ITERATIONS = list(range(1, 17))
+PROGRESSIVE_MODEL = "compress-progressive"
+PREFIXES = [1, 2, 5, 10, 15, 20, 25, 30, 40, 50, 60, 70, 80, 90, 100]  # percent of the .aei file
+PREFIX_TARGET_FROM = 10.0
+EXAMPLE_PREFIXES = [5, 10, 25, 100]
+EXAMPLE_CROP = (384, 256)
 # The learned decoder's targets: BD-rate (PSNR) of X+filter against X, percent, on every set.
 TARGET_BD_FILTER = {"jpeg+filter": -20.0, "avif+filter": -8.0}
 # Rate control tolerances: bpp/size at or under the target, by at most 5 %; PSNR at or above, by at
@@ -239,6 +276,9 @@ def _encoder(method: str):
 
     if method == "jpeg":
         return lambda im, q, path: im.save(path, "JPEG", quality=int(round(q)), subsampling="4:2:0", optimize=True)
+    if method == "jpeg-progressive":
+        return lambda im, q, path: im.save(path, "JPEG", quality=int(round(q)), subsampling="4:2:0", optimize=True,
+                                           progressive=True)
     if method == "webp":
         if not features.check("webp"):
             raise RuntimeError("this Pillow has no WebP support (PIL.features.check('webp') is False)")
@@ -337,8 +377,36 @@ def parse_args(argv=None):
     ap.add_argument("--qualities", type=numbers, default=list(AETOOL_QUALITIES),
                     help="aetool's --quality sweep (1 to 8, fractions allowed; default 1,2,...,8)")
     for m in BASELINES:
+        if m == "jpeg-progressive":
+            ap.add_argument(f"--{m}-qualities", type=numbers, default=None,
+                            help=f"{LABELS[m]}'s quality sweep (0-100; default: the same as --jpeg-qualities)")
+            continue
         ap.add_argument(f"--{m}-qualities", type=numbers, default=list(BASELINE_QUALITIES),
                         help=f"{LABELS[m]}'s quality sweep (0-100; default {','.join(map(str, BASELINE_QUALITIES))})")
+    ap.add_argument("--progressive-model", default=PROGRESSIVE_MODEL,
+                    help="the progressive .aei codec of the progressive method: passed to its `aetool compress "
+                         "--model` and `aetool decompress --model` (a name or a .safetensors file from `aetool train "
+                         f"compress --arch recurrent`; default {PROGRESSIVE_MODEL})")
+    ap.add_argument("--progressive-iterations", type=lambda t: [int(x) for x in csv(t)],
+                    default=list(PROGRESSIVE_ITERATIONS),
+                    help="the progressive method's points: iteration counts kept, each cut from one file of all "
+                         "the model's iterations (default 1,2,...,16)")
+    ap.add_argument("--prefixes", type=numbers, default=list(PREFIXES),
+                    help="the progressive view: prefixes of each .aei file, percent of its bytes (default "
+                         f"{','.join(map(str, PREFIXES))}; the example's {','.join(map(str, EXAMPLE_PREFIXES))} "
+                         "are added when --prefix-example is on)")
+    ap.add_argument("--prefix-target-from", type=float, default=PREFIX_TARGET_FROM,
+                    help="the progressive view's target holds from this prefix (percent) up (default 10)")
+    ap.add_argument("--no-prefix", action="store_true",
+                    help="leave out the progressive view (it runs whenever progressive is in --methods)")
+    ap.add_argument("--prefix-plot", default=str(ROOT / "docs" / "progressive-prefix.png"),
+                    help="the progressive view's plot, mean PSNR against prefix, one panel per set (default "
+                         "docs/progressive-prefix.png; '' or 'none' for none)")
+    ap.add_argument("--prefix-example", default=str(ROOT / "docs" / "progressive-prefix-example.png"),
+                    help="the progressive view of one photo (the first of a set named heldout, else kodim23, "
+                         "else the first image of the first set) at "
+                         f"{', '.join(f'{p} %%' for p in EXAMPLE_PREFIXES)} of its bytes, aetool and progressive "
+                         "JPEG (default docs/progressive-prefix-example.png; '' or 'none' for none)")
     for f, b in FILTERED.items():
         ap.add_argument(f"--{b}-filter-qualities", type=numbers, default=list(FILTER_QUALITIES[f]),
                         help=f"{f}'s sweep: the {LABELS[b]} points whose files it decodes, a subset of "
@@ -363,8 +431,15 @@ def parse_args(argv=None):
     if any(not lo <= q <= hi for q in args.qualities):
         ap.error(f"--qualities must lie in {lo:g}..{hi:g}")
     args.sweeps = {"aetool": sorted(set(args.qualities))}
+    if args.jpeg_progressive_qualities is None:
+        args.jpeg_progressive_qualities = list(args.jpeg_qualities)
+    if any(not 1 <= k <= 64 for k in args.progressive_iterations):
+        ap.error("--progressive-iterations must lie in 1..64")
+    args.sweeps["progressive"] = sorted(set(args.progressive_iterations))
+    if any(not 0 < p <= 100 for p in args.prefixes):
+        ap.error("--prefixes must lie in (0, 100]")
     for m in BASELINES:
-        qs = sorted(set(getattr(args, f"{m}_qualities")))
+        qs = sorted(set(getattr(args, f"{m.replace('-', '_')}_qualities")))
         if any(not 0 <= q <= 100 for q in qs):
             ap.error(f"--{m}-qualities must lie in 0..100")
         args.sweeps[m] = qs
@@ -388,6 +463,12 @@ def parse_args(argv=None):
             ap.error(f"--size-targets: {exc}")
     if args.plot.strip().lower() in ("", "none"):
         args.plot = None
+    for opt in ("prefix_plot", "prefix_example"):
+        if getattr(args, opt).strip().lower() in ("", "none"):
+            setattr(args, opt, None)
+    if args.prefix_example:
+        args.prefixes = sorted(set(args.prefixes) | set(EXAMPLE_PREFIXES))
+    args.prefixes = sorted(set(args.prefixes))
     return args
 
 
@@ -575,6 +656,489 @@ def input_folder(folder: Path, paths: list[Path], work: Path, name: str, limited
     return sub
 
 
+# ================================================================= the progressive codec
+def progressive_command(args, step: str, inp: Path, out: Path, extra: list[str]) -> list[str]:
+    """`aetool compress|decompress|truncate` of the progressive method; --progressive-model is given to
+    compress and decompress (truncate needs no model)."""
+    cmd = resolve_command(args.aetool) + [step, str(inp), "-o", str(out), "-q", "--json", "--overwrite"] + extra
+    return cmd + (["--model", args.progressive_model] if step in ("compress", "decompress") else [])
+
+
+def progressive_tables(args, files: list[Path]) -> dict:
+    """`aetool info --json` of the full progressive files: {stem: info record} (its iteration table
+    gives the bytes a file cut after each iteration has)."""
+    if not files:
+        return {}
+    proc = subprocess.run(resolve_command(args.aetool) + ["info", "--json"] + [str(f) for f in files],
+                          capture_output=True, text=True)
+    return {Path(o["file"]).stem: o for o in json_lines(proc.stdout) if isinstance(o.get("file"), str)}
+
+
+def progressive_status(args) -> str | None:
+    """Why the progressive method cannot run, or None: one small image through `aetool compress
+    --model M` and `aetool decompress`, as the benchmark runs them."""
+    from PIL import Image
+
+    with tempfile.TemporaryDirectory(prefix="compress-progressive-check-") as tmp:
+        inp, enc, dec = Path(tmp) / "in", Path(tmp) / "enc", Path(tmp) / "dec"
+        inp.mkdir()
+        y, x = np.mgrid[0:64, 0:64]
+        Image.fromarray(np.stack([4 * x, 4 * y, 2 * (x + y)], axis=-1).astype(np.uint8), "RGB").save(inp / "c.png")
+        run = run_timed(progressive_command(args, "compress", inp, enc, []), 1)
+        if run.error:
+            return f"`aetool compress --model {args.progressive_model}` failed: {failure(run)}"
+        info = progressive_tables(args, sorted(enc.glob("*.aei"))).get("c", {})
+        if not info.get("iteration_table"):
+            return (f"--progressive-model {args.progressive_model} does not write progressive files (no iteration "
+                    f"table in `aetool info --json`: {info.get('format', 'no record')})")
+        run = run_timed(progressive_command(args, "decompress", enc, dec, ["--format", "png"]), 1)
+        if run.error:
+            return f"`aetool decompress` of a progressive file failed: {failure(run)}"
+    return None
+
+
+def progressive_card(model: str) -> str | None:
+    """A line on the progressive model measured: its card (beside a .safetensors file, or the installed
+    one of that name): name, sha256 prefix, training steps; None when there is no card to read."""
+    path = Path(model).with_suffix(".json") if model.endswith(".safetensors") else ROOT / "weights" / f"{model}.json"
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    steps = (card.get("training") or {}).get("steps")
+    return (f"card {path.name}: {card.get('name')}, sha256 {str(card.get('sha256', ''))[:16]}"
+            + (f", {steps} training steps" if steps is not None else ""))
+
+
+def progressive_pictures(args, full: Path, stems) -> dict:
+    """{stem: [uint8 RGB picture after iteration 1, 2, ...]} of the full progressive files, decoded
+    in one pass each (ProgressiveCodec.decode_each: the same pixels as `aetool decompress
+    --iterations k`, or of the file truncated or cut to k iterations; tested in
+    tests/test_progressive.py and checked again by this script on the command line)."""
+    sys.path.insert(0, str(ROOT))
+    from aetool.container import load
+    from aetool.tasks.progressive import ProgressiveCodec
+
+    codec = ProgressiveCodec(args.progressive_model)
+    out = {}
+    for stem in stems:
+        path = full / (stem + ".aei")
+        if path.is_file():
+            pics = codec.decode_each(load(path))
+            out[stem] = [np.round(np.clip(np.repeat(p.pixels, 3 // p.pixels.shape[2], axis=2), 0, 1) * 255)
+                         .astype(np.uint8) for p in pics]
+    return out
+
+
+def run_progressive(args, name: str, inp: Path, refs, mp: float, work: Path, done) -> dict:
+    """The progressive method on one folder: one timed `aetool compress --model M` with all the model's
+    iterations, then per iteration count k a `aetool truncate --iterations k` of those files (timed
+    apart, not part of encode or decode); each truncated file scored as any other point (its bytes
+    are the whole file). The decode timing is `aetool decompress` of the whole files (every
+    iteration); the pictures of the points k < the model's iterations come from one decoder pass
+    per image (progressive_pictures), and `aetool decompress` of the truncated files at k = 1 must
+    give the same pixels (else the point is an error): decoding each k on the command line would
+    cost 8.5 times as many decoder iterations. done(cell) takes each point's cell. Returns
+    {stem: `aetool info` record of the full file}."""
+    from PIL import Image
+
+    full = work / "enc" / "progressive" / name / "full"
+    erun = run_timed(progressive_command(args, "compress", inp, full, []), args.repeats, before=fresh(full))
+    enc_timing = timing(erun, mp)
+    enc_timing["note"] = "one encode per folder of all the model's iterations; each point is cut from it"
+    enc_lines = by_input(erun.stdout)
+    files = {fname: find_file(full, Path(fname).stem, ".aei", enc_lines.get(fname)) for fname, _ in refs}
+    tables = progressive_tables(args, [f for f in files.values() if f])
+    pictures = progressive_pictures(args, full, [Path(f).stem for f, p in files.items() if p])
+    top = max(args.sweeps["progressive"])
+    for k in args.sweeps["progressive"]:
+        enc = work / "enc" / "progressive" / name / qkey(k)
+        dec = work / "dec" / "progressive" / name / qkey(k)
+        cell: dict = {"quality": k, "iterations": k, "megapixels": mp, "encode": dict(enc_timing)}
+        tr_lines: dict = {}
+        if any(files.values()):
+            trun = run_timed(progressive_command(args, "truncate", full, enc, ["--iterations", str(k)]), 1,
+                             before=fresh(enc))
+            cell["truncate"] = timing(trun, mp)
+            tr_lines = by_input(trun.stdout, key=lambda p: Path(p).stem)
+        on_command_line = k in (1, top)
+        if enc.is_dir() and any(p.suffix.lower() == ".aei" for p in enc.iterdir()) and on_command_line:
+            drun = run_timed(progressive_command(args, "decompress", enc, dec, ["--format", "png"]), args.repeats,
+                             before=fresh(dec))
+            cell["decode"] = timing(drun, mp)
+            dec_lines = by_input(drun.stdout, key=lambda p: Path(p).stem)
+            dec_fallback = drun.error or None
+            for stem, pics in pictures.items():  # the one-pass pictures must be the command line's
+                got = find_file(dec, stem, ".png", dec_lines.get(stem))
+                if got is not None and len(pics) >= k and not np.array_equal(read_image(got, "RGB"), pics[k - 1]):
+                    dec_lines[stem] = {"status": "failed",
+                                       "error": "aetool decompress differs from the one-pass decode"}
+        elif enc.is_dir() and any(p.suffix.lower() == ".aei" for p in enc.iterdir()):
+            fresh(dec)()
+            dec_lines = {}
+            for stem, pics in pictures.items():
+                if len(pics) >= k:
+                    Image.fromarray(pics[k - 1], "RGB").save(dec / (stem + ".png"), compress_level=1)
+                    dec_lines[stem] = {"status": "ok", "iterations": k, "output": str(dec / (stem + ".png"))}
+            cell["decode"] = {"seconds": None, "note": "one-pass decode (timed at k = 1 and at every iteration)"}
+            dec_fallback = None
+        else:
+            cell["decode"] = {"seconds": None, "error": "nothing to decode"}
+            dec_lines, dec_fallback = {}, "nothing to decode"
+        rows = []
+        for fname, ref in refs:
+            stem = Path(fname).stem
+            line = tr_lines.get(stem) or enc_lines.get(fname)
+            coded = find_file(enc, stem, ".aei", tr_lines.get(stem))
+            decoded = find_file(dec, stem, ".png", dec_lines.get(stem))
+            row = score_image(fname, ref, coded, decoded, line, line_error(dec_lines.get(stem)) or dec_fallback)
+            row["iterations"] = k
+            table = tables.get(stem, {}).get("iteration_table") or []
+            if len(table) < k:
+                row.setdefault("error", f"the file has {len(table)} iterations, fewer than {k}")
+            elif "bytes" in row:
+                row["table_file_bytes"] = table[k - 1]["file_bytes"]
+                row["encoder_psnr"] = table[k - 1].get("psnr")
+            used = (dec_lines.get(stem) or {}).get("iterations")
+            if used is not None and used != k and "error" not in row:
+                row["error"] = f"decoded {used} iterations, not {k}"
+            rows.append(row)
+        cell["images"] = rows
+        mismatch = [r["file"] for r in rows if "table_file_bytes" in r and r["table_file_bytes"] != r["bytes"]]
+        if mismatch:
+            cell["size_mismatch"] = mismatch  # the cut file's size is not what `aetool info` says
+        bad = [r for r in rows if "error" in r]
+        if bad:
+            cell["error"] = (f"{len(bad)} of {len(rows)} images not scored ({bad[0]['file']}: {bad[0]['error']}"
+                             + (", ..." if len(bad) > 1 else "") + ")")[:300]
+        else:
+            cell["bpp"] = float(np.mean([r["bpp"] for r in rows]))
+            cell["psnr"] = float(np.mean([r["psnr"] for r in rows]))
+            ms = [r.get("ms_ssim") for r in rows]
+            cell["ms_ssim"] = float(np.mean(ms)) if all(v is not None for v in ms) else None
+        done(cell)
+    return tables, pictures
+
+
+# ================================================================= the progressive view (prefixes)
+def jpeg_scan_start(data: bytes) -> int | None:
+    """Offset of the first byte after the header of the first SOS (start of scan) segment of a JPEG
+    file (where its first scan's coded data begins), or None if the bytes hold no complete one."""
+    i = 2 if data[:2] == b"\xff\xd8" else None
+    while i is not None and i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01,) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        if marker == 0xDA:
+            end = i + 2 + length
+            return end if end <= len(data) else None
+        i += 2 + length
+    return None
+
+
+def jpeg_prefix(data: bytes, n: int) -> tuple[np.ndarray | None, dict]:
+    """The image that the first n bytes of a (progressive) JPEG file give: the cut bytes with an EOI
+    marker appended, decoded by Pillow with ImageFile.LOAD_TRUNCATED_IMAGES (libjpeg then outputs
+    what the scans so far hold). None when the cut ends before its first scan's data (Pillow would
+    return a uniform fill) or Pillow raises. The dict says why, and how many scans the cut starts."""
+    import io
+
+    from PIL import Image, ImageFile
+
+    rec: dict = {"bytes": min(n, len(data))}
+    if n >= len(data):
+        cut = data
+        rec["whole_file"] = True
+    else:
+        cut = data[:n] + b"\xff\xd9"
+    start = jpeg_scan_start(data[:n])
+    if start is None or n <= start:
+        rec["no_image"] = "cut before the first scan's data"
+        return None, rec
+    rec["scans_started"] = data[:n].count(b"\xff\xda")
+    old = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = True
+    try:
+        with Image.open(io.BytesIO(cut)) as im:
+            im.load()
+            return np.asarray(im.convert("RGB"), dtype=np.uint8), rec
+    except Exception as exc:  # Pillow refused this cut: no image
+        rec["no_image"] = f"Pillow: {type(exc).__name__}: {exc}"[:200]
+        return None, rec
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = old
+
+
+def jpeg_for_budget(rgb: np.ndarray, budget: int) -> tuple[int, bytes]:
+    """(quality, file) of the progressive JPEG (the jpeg-progressive encoder) of the image whose size
+    is the largest at or under `budget` bytes, over qualities 1-100 (bisection, sizes taken as rising
+    with quality, then the next few qualities checked); quality 1 if even that is larger."""
+    import io
+
+    from PIL import Image
+
+    im = Image.fromarray(rgb, "RGB")
+    enc, cache = _encoder("jpeg-progressive"), {}
+
+    def coded(q: int) -> bytes:
+        if q not in cache:
+            buf = io.BytesIO()
+            enc(im, q, buf)
+            cache[q] = buf.getvalue()
+        return cache[q]
+
+    if len(coded(1)) > budget:
+        return 1, coded(1)
+    lo, hi = 1, 100
+    if len(coded(100)) <= budget:
+        return 100, coded(100)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if len(coded(mid)) <= budget else (lo, mid)
+    best = max((q for q in range(lo, min(100, lo + 4) + 1) if len(coded(q)) <= budget), key=lambda q: len(coded(q)))
+    return best, coded(best)
+
+
+def cut_bytes(size: int, percent: float) -> int:
+    return size if percent >= 100 else max(1, int(math.floor(size * percent / 100)))
+
+
+def prefix_view(args, name: str, refs, full: Path, tables: dict, work: Path, example: str | None,
+                pictures: dict | None = None) -> dict:
+    """The progressive view of one set (see the module's doc): per image and prefix, the PSNR of
+    aetool's cut file (`aetool decompress`, one command per prefix over the folder of cut files) and
+    of the progressive JPEG of the same budget cut at the same byte. `example` names the image whose
+    pictures are kept (under work/example) for the example figure."""
+    pcts = args.prefixes
+    images, jpegs = [], {}
+    for fname, ref in refs:
+        stem = Path(fname).stem
+        src = full / (stem + ".aei")
+        if not src.is_file():
+            images.append({"file": fname, "error": "no progressive file"})
+            continue
+        data = src.read_bytes()
+        q, jdata = jpeg_for_budget(ref, len(data))
+        jpegs[fname] = jdata
+        rec = {"file": fname, "bytes": len(data), "iterations": len(tables.get(stem, {}).get("iteration_table") or []),
+               "jpeg_quality": q, "jpeg_bytes": len(jdata), "jpeg_over_budget": len(jdata) > len(data), "points": []}
+        for p in pcts:
+            cutdir = work / "prefix" / name / f"p{p:g}"
+            cutdir.mkdir(parents=True, exist_ok=True)
+            (cutdir / (stem + ".aei")).write_bytes(data[:cut_bytes(len(data), p)])
+        images.append(rec)
+    exdir = work / "example"
+    from aetool.container import unpack
+
+    checked = min(pcts, key=lambda v: abs(v - 25))  # the prefix decoded on the command line too
+    for p in pcts:
+        cutdir, dec = work / "prefix" / name / f"p{p:g}", work / "prefix-dec" / name / f"p{p:g}"
+        lines: dict = {}
+        fallback = "no cut files"
+        if cutdir.is_dir() and (pictures is None or p == checked):
+            run = run_timed(progressive_command(args, "decompress", cutdir, dec, ["--format", "png"]), 1,
+                            before=fresh(dec))
+            lines, fallback = by_input(run.stdout, key=lambda s: Path(s).stem), run.error
+        if cutdir.is_dir() and pictures is not None:
+            # The picture of the iterations whole in the cut, from the one-pass decode; at the
+            # checked prefix it must equal the command line's decode of the cut file.
+            fresh(dec)() if p != checked else None
+            for cut in sorted(cutdir.glob("*.aei")):
+                stem = cut.stem
+                why = "truncated: the cut ends inside the first iteration: nothing can be decoded"
+                try:
+                    k = len(unpack(cut.read_bytes()).iterations)
+                except Exception as exc:  # noqa: BLE001 - a cut before the table: no image
+                    k, why = 0, str(exc)
+                pics = pictures.get(stem) or []
+                if p == checked:
+                    got = find_file(dec, stem, ".png", lines.get(stem))
+                    if got is not None and 0 < k <= len(pics) and not np.array_equal(read_image(got, "RGB"),
+                                                                                      pics[k - 1]):
+                        lines[stem] = {"status": "failed", "error": "aetool decompress of the cut file differs "
+                                       "from the one-pass decode"}
+                    continue
+                if k == 0 or k > len(pics):
+                    lines[stem] = {"status": "failed", "error": why if k == 0 else "no one-pass picture"}
+                    continue
+                from PIL import Image
+
+                Image.fromarray(pics[k - 1], "RGB").save(dec / (stem + ".png"), compress_level=1)
+                lines[stem] = {"status": "ok", "iterations": k, "output": str(dec / (stem + ".png"))}
+                if k < len(tables.get(stem, {}).get("iteration_table") or []):
+                    lines[stem]["warning"] = "cut: decoded the whole iterations"
+        for rec, (fname, ref) in zip(images, refs):
+            if "error" in rec:
+                continue
+            stem = Path(fname).stem
+            n = cut_bytes(rec["bytes"], p)
+            pt: dict = {"percent": p, "bytes": n}
+            line = lines.get(stem) or {}
+            decoded = find_file(dec, stem, ".png", line)
+            if decoded is not None and not line_error(line):
+                out = read_image(decoded, "RGB")
+                pt["aetool_psnr"] = psnr(ref, out) if out.shape == ref.shape else None
+                pt["aetool_iterations"] = line.get("iterations")
+                if line.get("warning"):
+                    pt["aetool_warning"] = str(line["warning"])[:200]
+                if fname == example:
+                    exdir.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(decoded, exdir / f"aetool-p{p:g}.png")
+            else:
+                pt["aetool_psnr"] = None
+                pt["aetool_no_image"] = (line_error(line) or fallback or "no output")[:200]
+            arr, jrec = jpeg_prefix(jpegs[fname], n)
+            pt["jpeg_psnr"] = psnr(ref, arr) if arr is not None and arr.shape == ref.shape else None
+            pt["jpeg_fraction"] = min(n, len(jpegs[fname])) / len(jpegs[fname])
+            pt["jpeg"] = jrec
+            if fname == example and arr is not None:
+                from PIL import Image
+
+                exdir.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(arr, "RGB").save(exdir / f"jpeg-p{p:g}.png")
+            rec["points"].append(pt)
+    return {"prefixes": pcts, "images": images, "summary": prefix_summary(images, pcts, args.prefix_target_from)}
+
+
+def prefix_summary(images: list[dict], pcts, target_from: float) -> list[dict]:
+    """Per prefix: each method's mean PSNR over the images that decoded and how many did, the mean
+    difference over the images both decoded, and whether the target holds there (from target_from %
+    up): every image has an aetool preview and its mean PSNR beats progressive JPEG's (over the
+    images both decoded; where JPEG decoded none, aetool's preview is all there is)."""
+    ok = [r for r in images if "error" not in r]
+    out = []
+    for i, p in enumerate(pcts):
+        pts = [r["points"][i] for r in ok]
+        a = [t["aetool_psnr"] for t in pts if t.get("aetool_psnr") is not None]
+        j = [t["jpeg_psnr"] for t in pts if t.get("jpeg_psnr") is not None]
+        both = [(t["aetool_psnr"], t["jpeg_psnr"]) for t in pts
+                if t.get("aetool_psnr") is not None and t.get("jpeg_psnr") is not None]
+        s: dict = {"percent": p, "images": len(images), "mean_bytes": float(np.mean([t["bytes"] for t in pts])) if pts else None,
+                   "aetool_decoded": len(a), "jpeg_decoded": len(j),
+                   "aetool_psnr": float(np.mean(a)) if a else None, "jpeg_psnr": float(np.mean(j)) if j else None,
+                   "aetool_iterations": (float(np.mean([t["aetool_iterations"] for t in pts
+                                                        if t.get("aetool_iterations") is not None]))
+                                         if a else None),
+                   "jpeg_fraction": float(np.mean([t["jpeg_fraction"] for t in pts])) if pts else None,
+                   "paired_difference": float(np.mean([x - y for x, y in both])) if both else None}
+        if p >= target_from:
+            if len(ok) < len(images) or not ok:
+                s["holds"] = False
+            elif len(a) < len(images):
+                s["holds"] = False
+            else:
+                s["holds"] = bool(not both or s["paired_difference"] > 0)
+        out.append(s)
+    return out
+
+
+def prefix_plot(path: Path, prefix: dict, sets, counts, target_from: float) -> None:
+    """Mean PSNR against the prefix (percent of the .aei file's bytes), one panel per set; a point
+    where some image had no image is drawn hollow (its mean is over fewer images)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [n for n in sets if n in prefix]
+    fig, axes = plt.subplots(1, len(shown), figsize=(5.2 * len(shown), 4.2), squeeze=False)
+    for ax, n in zip(axes[0], shown):
+        summ = prefix[n]["summary"]
+        for key, label, colour, marker in (("aetool", "aetool progressive", "C3", "o"),
+                                           ("jpeg", "progressive JPEG", "C0", "s")):
+            pts = [(s["percent"], s[f"{key}_psnr"], s[f"{key}_decoded"] == s["images"]) for s in summ
+                   if s[f"{key}_psnr"] is not None]
+            if not pts:
+                continue
+            ax.plot([x for x, _, _ in pts], [y for _, y, _ in pts], color=colour, linewidth=1.6, label=label)
+            ax.scatter([x for x, _, a in pts if a], [y for _, y, a in pts if a], color=colour, marker=marker, s=22)
+            part = [(x, y) for x, y, a in pts if not a]
+            if part:
+                ax.scatter(*zip(*part), facecolors="none", edgecolors=colour, marker=marker, s=30,
+                           label=f"{label}: not every image decoded")
+        ax.axvline(target_from, color="0.6", linestyle=":", linewidth=1)
+        ax.set_title(f"{n} ({counts[n][0]} of {counts[n][1]} images)")
+        ax.set_xlabel("prefix of the .aei file (% of its bytes; JPEG cut at the same byte)")
+        ax.set_ylabel("mean RGB PSNR (dB) of what decodes")
+        ax.set_xlim(0, 101)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def prefix_example(path: Path, exdir: Path, ref: np.ndarray, rec: dict, set_name: str,
+                   max_bytes: int = 1_500_000) -> dict:
+    """One photo at EXAMPLE_PREFIXES of its .aei file's bytes: a row of aetool's previews and a row of
+    progressive JPEG's (the same budget, cut at the same byte), a caption under each; a centre crop
+    of EXAMPLE_CROP when the photo is larger, smaller crops while the PNG is over max_bytes. Returns
+    what it drew."""
+    for crop in (EXAMPLE_CROP, (320, 224), (256, 176)):
+        out = _prefix_example(path, exdir, ref, rec, set_name, crop)
+        if out["png_bytes"] <= max_bytes:
+            break
+    return out
+
+
+def _prefix_example(path: Path, exdir: Path, ref: np.ndarray, rec: dict, set_name: str, crop) -> dict:
+    from PIL import Image, ImageDraw, ImageFont
+
+    h, w = ref.shape[:2]
+    cw, ch = min(w, crop[0]), min(h, crop[1])
+    x0, y0 = (w - cw) // 2, (h - ch) // 2
+    try:
+        font = ImageFont.load_default(size=13)
+        head = ImageFont.load_default(size=15)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        font = head = ImageFont.load_default()
+    pad, cap, top, left = 8, 34, 30, 0
+    cols = [p for p in EXAMPLE_PREFIXES if any(t["percent"] == p for t in rec["points"])]
+    W = pad + len(cols) * (cw + pad)
+    H = top + 2 * (ch + cap + 22) + pad
+    canvas = Image.new("RGB", (W, H), "white")
+    draw = ImageDraw.Draw(canvas)
+    crop_note = f", centre crop {cw}x{ch} of {w}x{h}" if (cw, ch) != (w, h) else ""
+    draw.text((pad, 8), f"{rec['file']} ({set_name}{crop_note}): the first N bytes of the .aei file "
+                        f"({rec['bytes']} B), and of a progressive JPEG of at most that size "
+                        f"(quality {rec['jpeg_quality']}, {rec['jpeg_bytes']} B); PSNR of the whole image",
+              fill="black", font=head)
+    drawn = {}
+    for row, (key, label) in enumerate((("aetool", "aetool progressive"), ("jpeg", "progressive JPEG"))):
+        y = top + row * (ch + cap + 22)
+        draw.text((pad, y), label, fill="black", font=head)
+        y += 20
+        for c, p in enumerate(cols):
+            x = pad + c * (cw + pad)
+            t = next(t for t in rec["points"] if t["percent"] == p)
+            f = exdir / f"{key}-p{p:g}.png"
+            v = t.get(f"{key}_psnr")
+            if f.is_file() and v is not None:
+                with Image.open(f) as im:
+                    canvas.paste(im.convert("RGB").crop((x0, y0, x0 + cw, y0 + ch)), (x, y))
+                extra = (f", {t.get('aetool_iterations')} it." if key == "aetool"
+                         else f", {100 * t['jpeg_fraction']:.0f} % of its file")
+                text = f"{p:g} % = {t['bytes']} B: {v:.2f} dB{extra}"
+            else:
+                draw.rectangle((x, y, x + cw - 1, y + ch - 1), fill=(200, 200, 200))
+                draw.text((x + 10, y + ch // 2 - 8), "nothing decodes", fill="black", font=head)
+                text = f"{p:g} % = {t['bytes']} B: no image"
+            draw.text((x, y + ch + 4), text, fill="black", font=font)
+            drawn[f"{key} {p:g}"] = v
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path, optimize=True)
+    return {"file": rec["file"], "set": set_name, "crop": [x0, y0, cw, ch], "psnr": drawn,
+            "png_bytes": path.stat().st_size}
+
+
 # ================================================================= rate control
 def rate_control(args, name: str, inp: Path, refs, mp: float, work: Path) -> list[dict]:
     """One `aetool compress --bpp/--size/--psnr T` per target over the folder; per image the miss
@@ -700,12 +1264,13 @@ def bd_entry(results, a: str, b: str, name: str) -> dict:
 
 
 def bd_pairs(ran: list[str]) -> list[tuple[str, str]]:
-    """The (codec under test, anchor) pairs whose BD-rate a run computes: aetool against every
-    other method, every method against JPEG and against AVIF, and each +filter against its base."""
+    """The (codec under test, anchor) pairs whose BD-rate a run computes: each learned codec (aetool,
+    progressive) against every other method, every method against JPEG and against AVIF, and each
+    +filter against its base."""
     pairs = []
     for a in ran:
         for b in ran:
-            if a != b and (a == "aetool" or b in ("jpeg", "avif") or FILTERED.get(a) == b):
+            if a != b and (a in LEARNED or b in ("jpeg", "avif") or FILTERED.get(a) == b):
                 pairs.append((a, b))
     return pairs
 
@@ -724,9 +1289,10 @@ def slowest(results, method: str, sets: list[str], step: str) -> tuple[str, floa
     return max(found, key=lambda t: t[1]) if found else None
 
 
-def targets(results, bd, sets, methods, unavailable=None) -> list[dict]:
+def targets(results, bd, sets, methods, unavailable=None, prefix=None, prefix_from=PREFIX_TARGET_FROM) -> list[dict]:
     """The target rows. `bd` is the run's {set: {a: {b: bd_entry}}}; `methods` the methods that
-    ran; `unavailable` why the others asked for did not."""
+    ran; `unavailable` why the others asked for did not; `prefix` the progressive view per set
+    (prefix_view), None when it did not run."""
     unavailable = unavailable or {}
     rows = []
 
@@ -769,6 +1335,36 @@ def targets(results, bd, sets, methods, unavailable=None) -> list[dict]:
                 continue
             add(name, n, f"{v:+.1f} % (pchip {e['pchip']:+.1f} %)" if e.get("pchip") is not None else f"{v:+.1f} %",
                 f"≤ {goal:.1f} %", f"{goal - v:+.1f} points", v <= goal)
+    goal = TARGET_BD_PROGRESSIVE
+    name = f"progressive vs progressive JPEG BD-rate ≤ {goal:g} %"
+    for n in sets:
+        e = bd_all(bd, n, "progressive", "jpeg-progressive")
+        v = e.get("cubic")
+        if v is None:
+            why = next((f"{m} not run, see the notes" if m in unavailable else f"{m} not in --methods"
+                        for m in ("progressive", "jpeg-progressive") if m not in methods), None)
+            add(name, n, "–", f"≤ {goal:.1f} %", "–", None, why or e.get("error", "no BD-rate"))
+            continue
+        add(name, n, f"{v:+.1f} % (pchip {e['pchip']:+.1f} %)" if e.get("pchip") is not None else f"{v:+.1f} %",
+            f"≤ {goal:.1f} %", f"{goal - v:+.1f} points", v <= goal)
+    name = f"progressive view: aetool's preview of the first N bytes beats progressive JPEG's (mean PSNR) at every prefix ≥ {prefix_from:g} %"
+    for n in sets:
+        summ = [s for s in (prefix or {}).get(n, {}).get("summary", []) if "holds" in s]
+        if not summ:
+            why = ("progressive not run, see the notes" if "progressive" in unavailable
+                   else "progressive not in --methods" if "progressive" not in methods
+                   else "no prefix at or above the threshold" if prefix and n in prefix else "the view did not run")
+            add(name, n, "–", "every prefix", "–", None, why)
+            continue
+        held = [s for s in summ if s["holds"]]
+        diffs = [(s["paired_difference"], s["percent"]) for s in summ if s["paired_difference"] is not None]
+        worst = min(diffs) if diffs else None
+        missing = [s["percent"] for s in summ if s["aetool_decoded"] < s["images"]]
+        measured = (f"holds at {len(held)} of {len(summ)} prefixes"
+                    + (f"; smallest mean lead {worst[0]:+.2f} dB at {worst[1]:g} %" if worst else "")
+                    + (f"; aetool no image for some photos at {', '.join(f'{p:g} %' for p in missing)}" if missing else ""))
+        add(name, n, measured, f"all {len(summ)} prefixes", f"{worst[0]:+.2f} dB" if worst else "–",
+            len(held) == len(summ))
     return rows
 
 
@@ -895,7 +1491,82 @@ def versions() -> dict:
     return v
 
 
-def report(args, info, counts, results, bd, target_rows, rc, unavailable) -> str:
+def progressive_lines(args, info, results, bd, prefix, ran) -> list[str]:
+    """The report's progressive part: how it ran, its BD-rates, its speed, and the progressive view."""
+    sets = args.sets
+    lines = ["", "### Progressive codec (aetool progressive)", "",
+             f"Model `{args.progressive_model}`"
+             + (f" ({info['progressive_model_card']})" if info.get("progressive_model_card") else "")
+             + f"; points: {','.join(str(k) for k in args.sweeps['progressive'])} iterations. Each folder is encoded "
+               f"once with all the model's iterations (`aetool compress IN -o FULL -q --json --overwrite --model "
+               f"{args.progressive_model}`: its time is the encode s/MP), then for each iteration count k cut without "
+               "re-encoding (`aetool truncate FULL -o CUT --iterations k`, the same bits as `--quality k`; not timed "
+               "as encode or decode) and decoded (`aetool decompress CUT -o DEC --format png --model ...`: the decode "
+               "s/MP, averaged over the points). bpp = the cut file's bytes (checked against `aetool info --json`'s "
+               "file_bytes of iteration k). Progressive JPEG: Pillow, progressive=True, otherwise as JPEG (4:2:0, "
+               f"optimize=True), qualities {','.join(f'{q:g}' for q in args.sweeps['jpeg-progressive'])}. In the per-point "
+               "tables, aetool progressive's quality is its number of iterations."]
+    others = [b for b in ["jpeg", "jpeg-progressive", "webp", "avif", "jxl", "aetool"] if b in ran]
+    if "progressive" in ran and others:
+        pairs = [("progressive", b) for b in others]
+        lines += ["", "BD-rate of aetool progressive (PSNR):", "", bd_table(bd, sets, pairs, by_pair=True),
+                  "", "BD-rate of aetool progressive (MS-SSIM in dB, cubic):", "",
+                  bd_table(bd, sets, pairs, "ms_ssim_db_cubic", by_pair=True)]
+    if "progressive" in ran:
+        enc, dec = speed(results, "progressive", sets, "encode"), speed(results, "progressive", sets, "decode")
+        top = max(args.sweeps["progressive"])
+        cells = [results["progressive"].get(n, {}).get(qkey(top), {}) for n in sets]
+        cells = [c for c in cells if c.get("decode", {}).get("seconds") is not None and "error" not in c]
+        dec_top = (sum(c["decode"]["seconds"] for c in cells) / sum(c["megapixels"] for c in cells)) if cells else None
+        mism = [f"{n} {k}" for n in sets for k, c in results["progressive"].get(n, {}).items() if c.get("size_mismatch")]
+        lines += ["", f"Speed of aetool progressive (s/MP of input, all sets): encode {f2(enc, '{:.3f}')} (all "
+                      f"{top} iterations), decode {f2(dec, '{:.3f}')} (mean over the points), decode of all {top} "
+                      f"iterations {f2(dec_top, '{:.3f}')}; the hyperprior aetool and the baselines in the speed table."
+                      + (f" Cut files whose size differs from `aetool info`'s table: {', '.join(mism)}." if mism
+                         else " Every cut file's size equals `aetool info`'s file_bytes of its iteration.")]
+    if prefix:
+        lines += ["", "### Progressive view: PSNR of the first N bytes", "",
+                  "Each image's full .aei file (all iterations) cut at N = floor(p × its size) bytes and decoded by "
+                  "`aetool decompress` (the complete iterations in the cut; nothing before the end of the first: no "
+                  "image), against a progressive JPEG of the same image whose whole file is the largest at or under "
+                  "the .aei file's size (Pillow quality 1-100, progressive=True, 4:2:0, optimize), cut at the same N "
+                  "bytes, EOI (FF D9) appended, decoded by Pillow with `ImageFile.LOAD_TRUNCATED_IMAGES = True` "
+                  "(libjpeg outputs what the scans so far hold; a cut before the first scan's data gives Pillow's "
+                  "uniform fill: counted as no image). Mean PSNR over the images that decoded (decoded = how many "
+                  "of the set's); lead = mean of aetool − JPEG over the images both decoded; the target holds at a "
+                  f"prefix ≥ {args.prefix_target_from:g} % when every image has an aetool preview and the lead is "
+                  "positive. Iterations = mean complete iterations in the cut; JPEG part = mean share of its own file."]
+        if info.get("prefix_plot_rel"):
+            lines += ["", f"![mean PSNR against prefix, one panel per set]({info['prefix_plot_rel']})"]
+        if info.get("prefix_example_rel"):
+            ex = info.get("prefix_example", {})
+            lines += ["", f"![{ex.get('file')} at {', '.join(f'{p} %' for p in EXAMPLE_PREFIXES)} of its bytes: "
+                          f"aetool progressive above, progressive JPEG below]({info['prefix_example_rel']})"]
+        for n in sets:
+            if n not in prefix:
+                continue
+            recs = [r for r in prefix[n]["images"] if "error" not in r]
+            qs = [r["jpeg_quality"] for r in recs]
+            over = sum(r["jpeg_over_budget"] for r in recs)
+            rows = []
+            for s in prefix[n]["summary"]:
+                holds = "–" if "holds" not in s else ("yes" if s["holds"] else "**no**")
+                rows.append([f"{s['percent']:g} %", f2(s["mean_bytes"], "{:.0f}"),
+                             f"{s['aetool_decoded']}/{s['images']}", f2(s["aetool_psnr"]),
+                             f2(s["aetool_iterations"], "{:.1f}"),
+                             f"{s['jpeg_decoded']}/{s['images']}", f2(s["jpeg_psnr"]),
+                             f2(s["jpeg_fraction"] and 100 * s["jpeg_fraction"], "{:.0f} %"),
+                             f2(s["paired_difference"], "{:+.2f}"), holds])
+            lines += ["", f"{n}: .aei files {f2(np.mean([r['bytes'] for r in recs]) if recs else None, '{:.0f}')} B "
+                          f"on average; progressive JPEG quality {min(qs) if qs else '–'}-{max(qs) if qs else '–'}"
+                          + (f" ({over} image(s) over the budget even at quality 1)" if over else "") + ".", "",
+                      md_table(["prefix", "mean N (B)", "aetool decoded", "aetool PSNR", "iterations", "JPEG decoded",
+                                "JPEG PSNR", "JPEG part", "lead (dB)", f"target (≥ {args.prefix_target_from:g} %)"],
+                               rows)]
+    return lines
+
+
+def report(args, info, counts, results, bd, target_rows, rc, unavailable, prefix=None) -> str:
     subset = f" — **subset: only the first {args.limit} by file name (--limit)**" if args.limit else ""
     v = info["versions"]
     ran = [m for m in args.methods if m not in unavailable]
@@ -967,6 +1638,8 @@ def report(args, info, counts, results, bd, target_rows, rc, unavailable) -> str
     vs_avif = [(a, "avif") for a in ran if a != "avif"] if "avif" in ran else []
     if vs_avif:
         lines += ["", "### BD-rate against AVIF (PSNR)", "", bd_table(bd, args.sets, vs_avif, by_pair=True)]
+    if "progressive" in ran or prefix:
+        lines += progressive_lines(args, info, results, bd, prefix, ran)
     lines += ["", "### Targets", "",
               md_table(["target", "scope", "measured", "needed", "margin", "result"],
                        [[r["target"], r["scope"], r["measured"], r["needed"], r["margin"], r["result"]]
@@ -1005,12 +1678,13 @@ def plot(path: Path, results, methods, sets, counts, max_bpp: float | None) -> N
     import matplotlib.pyplot as plt
 
     if max_bpp is None:
-        ours = [c["bpp"] for n in sets for c in curve(results, "aetool", n)]
+        ours = [c["bpp"] for m in LEARNED for n in sets for c in curve(results, m, n)]
         if not ours:  # without aetool, the learned decoder's curves set the scale
             ours = [c["bpp"] for f in FILTERED if f in methods for n in sets for c in curve(results, f, n)]
         max_bpp = max(1.0, 1.25 * max(ours)) if ours else 3.0
     styles = {"aetool": ("C3", "o", 2.2), "jpeg": ("C0", "s", 1.3), "webp": ("C2", "^", 1.3),
-              "avif": ("C1", "D", 1.3), "jxl": ("C4", "v", 1.3)}
+              "avif": ("C1", "D", 1.3), "jxl": ("C4", "v", 1.3), "progressive": ("C5", "P", 2.2),
+              "jpeg-progressive": ("C9", "x", 1.3)}
     fig, axes = plt.subplots(1, len(sets), figsize=(5.2 * len(sets), 4.2), squeeze=False)
     for ax, n in zip(axes[0], sets):
         ys = []
@@ -1038,6 +1712,127 @@ def plot(path: Path, results, methods, sets, counts, max_bpp: float | None) -> N
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# ================================================================= self-check (no data sets)
+def selfcheck_main(argv) -> int:
+    """`compress.py selfcheck [--progressive-model M] [--aetool CMD]`: checks of this script's
+    progressive parts without the data sets. bd_rate on known curves; a progressive JPEG cut at rising
+    prefixes (jpeg_prefix): nothing before its first scan's data, then images from Pillow whose PSNR
+    does not fall much and ends at the whole file's; jpeg_for_budget within its budget. With a
+    progressive model that loads (--progressive-model, default compress-progressive; skipped, not
+    failed, when it does not): one photo through `aetool compress`, `aetool truncate --iterations k`
+    (its size = `aetool info`'s file_bytes of iteration k; decoded, the same image as `--quality k`),
+    a file cut inside an iteration (exit 0, its complete iterations, a warning), a file cut inside
+    the first iteration (exit 1). One line per check; exit 1 if any failed."""
+    import io
+
+    from PIL import Image
+
+    ap = argparse.ArgumentParser(prog="compress.py selfcheck", description=selfcheck_main.__doc__)
+    ap.add_argument("--progressive-model", default=PROGRESSIVE_MODEL)
+    ap.add_argument("--aetool", default="aetool")
+    args = ap.parse_args(argv)
+    failed = []
+
+    def check(what: str, ok: bool, detail: str = "") -> None:
+        print(f"{'ok  ' if ok else 'FAIL'} {what}" + (f": {detail}" if detail else ""), flush=True)
+        if not ok:
+            failed.append(what)
+
+    r = [0.2, 0.4, 0.8, 1.6, 3.2]
+    p = [28.0, 30.5, 33.0, 35.5, 38.0]
+    check("bd_rate of a curve against itself is 0", abs(bd_rate(r, p, r, p)) < 1e-9)
+    v = bd_rate([x / 2 for x in r], p, r, p)
+    check("bd_rate of half the rate is -50 %", abs(v + 50) < 1e-6, f"{v:.6f}")
+    try:
+        from skimage import data as skdata
+
+        rgb = np.ascontiguousarray(skdata.astronaut()[64:320, 128:384])
+        src = "skimage astronaut, 256x256 crop"
+    except Exception:
+        y, x = np.mgrid[0:256, 0:256]
+        noise = np.random.default_rng(0).integers(0, 40, (256, 256, 3))
+        rgb = np.clip(np.stack([x, y, (x + y) // 2], -1) + noise, 0, 255).astype(np.uint8)
+        src = "synthetic 256x256"
+    buf = io.BytesIO()
+    _encoder("jpeg-progressive")(Image.fromarray(rgb), 75, buf)
+    jdata = buf.getvalue()
+    start = jpeg_scan_start(jdata)
+    scans = jdata.count(b"\xff\xda")
+    check("progressive JPEG: first scan found", start is not None and start < len(jdata), f"{src}, {len(jdata)} B, "
+          f"scan data from byte {start}, {scans} scans")
+    arr, rec = jpeg_prefix(jdata, max(1, (start or 1) - 1))
+    check("progressive JPEG cut before its first scan: no image", arr is None, rec.get("no_image", ""))
+    curve_ = []
+    for pct in (10, 20, 30, 50, 70, 90, 100):
+        arr, rec = jpeg_prefix(jdata, cut_bytes(len(jdata), pct))
+        curve_.append((pct, None if arr is None else psnr(rgb, arr), rec.get("scans_started")))
+    with Image.open(io.BytesIO(jdata)) as im:
+        whole = psnr(rgb, np.asarray(im.convert("RGB")))
+    vals = [c[1] for c in curve_]
+    check("progressive JPEG cuts at 10-100 % all decode (Pillow, EOI appended)", all(v is not None for v in vals),
+          ", ".join(f"{c[0]} %: {f2(c[1])} dB ({c[2]} scans)" for c in curve_))
+    if all(v is not None for v in vals):
+        check("progressive JPEG: PSNR of the cuts rises (within 0.5 dB) and ends at the whole file's",
+              all(b >= a - 0.5 for a, b in zip(vals, vals[1:])) and abs(vals[-1] - whole) < 1e-9
+              and vals[0] < whole - 1, f"whole file {whole:.2f} dB")
+    for budget in (3000, 8000, 20000):
+        q, d = jpeg_for_budget(rgb, budget)
+        check(f"jpeg_for_budget({budget}) within the budget", len(d) <= budget or q == 1, f"quality {q}, {len(d)} B")
+
+    with tempfile.TemporaryDirectory(prefix="compress-selfcheck-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "in").mkdir()
+        Image.fromarray(rgb).save(tmp / "in" / "photo.png")
+        why = progressive_status(args)
+        if why:
+            print(f"skip the aetool checks: {why}", flush=True)
+        else:
+            aet = resolve_command(args.aetool)
+
+            def run(*a):
+                return subprocess.run(aet + list(a), capture_output=True, text=True)
+
+            full, model = tmp / "full.aei", ["--model", args.progressive_model]
+            proc = run("compress", str(tmp / "in" / "photo.png"), "-o", str(full), "-q", "--overwrite", *model)
+            check("aetool compress (all iterations)", proc.returncode == 0 and full.is_file(), proc.stderr.strip()[-200:])
+            table = progressive_tables(args, [full]).get("full", {}).get("iteration_table") or []
+            check("aetool info --json: iteration table", len(table) > 2, f"{len(table)} iterations")
+            if len(table) > 2:
+                k = min(3, len(table) - 1)
+                cut, ref_k = tmp / "cut.aei", tmp / "q.aei"
+                proc = run("truncate", str(full), "-o", str(cut), "--iterations", str(k), "-q", "--overwrite")
+                size = cut.stat().st_size if cut.is_file() else None
+                check(f"aetool truncate --iterations {k}: size = info's file_bytes", proc.returncode == 0
+                      and size == table[k - 1]["file_bytes"], f"{size} B, table {table[k - 1]['file_bytes']} B")
+                run("compress", str(tmp / "in" / "photo.png"), "-o", str(ref_k), "-q", "--overwrite", "--quality",
+                    str(k), *model)
+                same = ref_k.is_file() and cut.is_file() and ref_k.read_bytes() == cut.read_bytes()
+                for f in (cut, ref_k):
+                    run("decompress", str(f), "-o", str(f.with_suffix(".png")), "-q", "--overwrite", *model)
+                imgs = [read_image(f.with_suffix(".png"), "RGB") for f in (cut, ref_k) if f.with_suffix(".png").is_file()]
+                check(f"truncated to {k} iterations decodes as --quality {k}",
+                      len(imgs) == 2 and np.array_equal(*imgs), "identical files" if same else "files differ in bytes")
+                data = full.read_bytes()
+                mid = (table[k - 1]["file_bytes"] + table[k]["file_bytes"]) // 2
+                (tmp / "mid.aei").write_bytes(data[:mid])
+                proc = run("decompress", str(tmp / "mid.aei"), "-o", str(tmp / "mid.png"), "-q", "--json", "--overwrite",
+                           *model)
+                line = next((o for o in json_lines(proc.stdout) if o.get("input")), {})
+                check(f"file cut inside iteration {k + 1}: exit 0, {k} iterations, a warning",
+                      proc.returncode == 0 and line.get("iterations") == k and bool(line.get("warning")),
+                      f"exit {proc.returncode}, iterations {line.get('iterations')}, warning {line.get('warning')!r}"[:300])
+                if proc.returncode == 0 and imgs:
+                    check("... and the same image as the truncated file",
+                          np.array_equal(read_image(tmp / "mid.png", "RGB"), imgs[0]))
+                (tmp / "early.aei").write_bytes(data[:table[0]["file_bytes"] - 1])
+                proc = run("decompress", str(tmp / "early.aei"), "-o", str(tmp / "early.png"), "-q", "--overwrite",
+                           *model)
+                check("file cut inside the first iteration: exit 1", proc.returncode == 1,
+                      f"exit {proc.returncode}: {proc.stderr.strip()[-160:]}")
+    print(f"selfcheck: {len(failed)} failed" + (f" ({'; '.join(failed)})" if failed else ""))
+    return 1 if failed else 0
 
 
 # ================================================================= main
@@ -1162,6 +1957,8 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["codec"]:
         return codec_main(argv[1:])
+    if argv[:1] == ["selfcheck"]:
+        return selfcheck_main(argv[1:])
     if argv[:1] == ["update-filter-cards"]:  # python benchmarks/compress.py update-filter-cards RESULTS.json
         print(update_filter_cards(Path(argv[1]) if len(argv) > 1
                                   else ROOT / "benchmarks" / "results" / "compress-filter.json"))
@@ -1187,6 +1984,12 @@ def main(argv=None) -> int:
                 if "aetool_version" not in info:
                     info["aetool_version"] = aetool_version(args)
                 why, info["filters"][m] = filter_status(args, m)
+        elif m == "progressive":
+            info["progressive_model"] = args.progressive_model
+            if "aetool_version" not in info:
+                info["aetool_version"] = aetool_version(args)
+            why = progressive_status(args)
+            info["progressive_model_card"] = progressive_card(args.progressive_model)
         elif m == "aetool":
             why, info["aetool_version"] = aetool_status(args)
             info["model_label"] = model_label(args)
@@ -1208,6 +2011,11 @@ def main(argv=None) -> int:
     results: dict = {m: {} for m in args.methods if m not in unavailable}
     rc = {} if args.rate_control and "aetool" in results else None
     counts = {}
+    prefix: dict = {}
+    progressive_files: dict = {}
+    progressive_pics: dict = {}  # per set: {stem: pictures after each iteration}, the one-pass decode
+    heldout = [n for n in args.sets if n.startswith("heldout")]
+    example_set = heldout[0] if heldout else ("kodak24" if "kodak24" in args.sets else args.sets[0])
     try:
         for name in args.sets:
             folder = args.set_dirs.get(name, args.data / "test" / "denoise" / name)
@@ -1220,14 +2028,45 @@ def main(argv=None) -> int:
             mp = megapixels(r for _, r in refs)
             inp = input_folder(folder, used, work, name, len(used) < len(paths))
             for method in results:
-                for q in args.sweeps[method]:
-                    cell = run_point(args, method, q, name, inp, refs, mp, work)
+                def done(cell, method=method):
+                    q = cell["quality"]
                     results[method].setdefault(name, {})[qkey(q)] = cell
                     msg = cell.get("error") or (f"{cell['bpp']:.3f} bpp, {cell['psnr']:.2f} dB, MS-SSIM "
                                                 f"{f2(cell['ms_ssim'], '{:.4f}')}, encode "
                                                 f"{f2(cell['encode'].get('s_per_mp'), '{:.3f}')} / decode "
                                                 f"{f2(cell['decode'].get('s_per_mp'), '{:.3f}')} s/MP")
                     print(f"{name} {method} {qkey(q)}: {msg}", file=sys.stderr, flush=True)
+
+                if method == "progressive":
+                    progressive_files[name], progressive_pics[name] = run_progressive(args, name, inp, refs, mp,
+                                                                                       work, done)
+                    continue
+                for q in args.sweeps[method]:
+                    done(run_point(args, method, q, name, inp, refs, mp, work))
+            if "progressive" in results and not args.no_prefix:
+                names = [f for f, _ in refs]
+                example = None
+                if args.prefix_example and name == example_set:
+                    example = "kodim23.png" if not heldout and "kodim23.png" in names else names[0]
+                prefix[name] = prefix_view(args, name, refs, work / "enc" / "progressive" / name / "full",
+                                           progressive_files.get(name, {}), work, example,
+                                           progressive_pics.get(name))
+                for s in prefix[name]["summary"]:
+                    print(f"{name} prefix {s['percent']:g} %: aetool {f2(s['aetool_psnr'])} dB "
+                          f"({s['aetool_decoded']}/{s['images']}), progressive JPEG {f2(s['jpeg_psnr'])} dB "
+                          f"({s['jpeg_decoded']}/{s['images']})" + (f", holds {s['holds']}" if "holds" in s else ""),
+                          file=sys.stderr, flush=True)
+                if example:
+                    rec = next((r for r in prefix[name]["images"] if r["file"] == example and "error" not in r), None)
+                    try:
+                        if rec is None:
+                            raise RuntimeError(f"no progressive file of {example}")
+                        ex_path = Path(args.prefix_example)
+                        info["prefix_example"] = prefix_example(ex_path, work / "example", dict(refs)[example], rec,
+                                                                name)
+                        info["prefix_example_rel"] = os.path.relpath(ex_path.resolve(), args.out_md.resolve().parent)
+                    except Exception as exc:  # the numbers matter more than the picture
+                        print(f"the example figure failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             if rc is not None:
                 rc[name] = rate_control(args, name, inp, refs, mp, work)
                 for e in rc[name]:
@@ -1244,7 +2083,14 @@ def main(argv=None) -> int:
     for n in args.sets:
         for a, b in bd_pairs(ran):
             bd.setdefault(n, {}).setdefault(a, {})[b] = bd_entry(results, a, b, n)
-    target_rows = targets(results, bd, args.sets, ran, unavailable)
+    target_rows = targets(results, bd, args.sets, ran, unavailable, prefix if prefix else None, args.prefix_target_from)
+    if prefix and args.prefix_plot:
+        try:
+            prefix_plot(Path(args.prefix_plot), prefix, args.sets, counts, args.prefix_target_from)
+            info["prefix_plot"] = str(args.prefix_plot)
+            info["prefix_plot_rel"] = os.path.relpath(Path(args.prefix_plot).resolve(), args.out_md.resolve().parent)
+        except Exception as exc:
+            print(f"the prefix plot failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     if args.plot:
         plot_path = Path(args.plot)
         try:
@@ -1253,14 +2099,16 @@ def main(argv=None) -> int:
             info["plot_rel"] = os.path.relpath(plot_path.resolve(), args.out_md.resolve().parent)
         except Exception as exc:  # the numbers matter more than the picture
             print(f"the plot failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-    text = report(args, info, counts, results, bd, target_rows, rc, unavailable)
+    text = report(args, info, counts, results, bd, target_rows, rc, unavailable, prefix or None)
     write_section(args.out_md, args.section, text)
     args.out_json.parent.mkdir(parents=True, exist_ok=True)
     args.out_json.write_text(json.dumps(
         {**info, "images": {s: {"used": n, "in_set": t} for s, (n, t) in counts.items()}, "results": results,
-         "bd_rate": bd, "targets": target_rows, "rate_control": rc}, indent=1) + "\n")
+         "bd_rate": bd, "targets": target_rows, "rate_control": rc, "prefix": prefix or None,
+         "progressive_files": progressive_files or None}, indent=1) + "\n")
     print(text)
-    print(f"wrote {args.out_md} and {args.out_json}" + (f" and {args.plot}" if args.plot else ""), file=sys.stderr)
+    figs = [f for f in (args.plot, info.get("prefix_plot"), info.get("prefix_example") and args.prefix_example) if f]
+    print(f"wrote {args.out_md} and {args.out_json}" + "".join(f" and {f}" for f in figs), file=sys.stderr)
     return 0
 
 
