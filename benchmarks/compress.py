@@ -1923,6 +1923,47 @@ def update_card(results_json: Path) -> str:
     return f"wrote the metrics of {path}"
 
 
+def update_progressive_card(results_json: Path) -> str:
+    """Write the progressive codec's measured figures of a full run into its card: BD-rates against
+    every other method per set (PSNR, cubic), the mean PSNR of the progressive view per prefix
+    against progressive JPEG's, encode and decode s/MP (all iterations), and where they came from."""
+    from aetool.registry import find_card
+
+    data = json.loads(Path(results_json).read_text())
+    if data.get("limit"):
+        raise SystemExit("update-progressive-card needs a run over whole sets (it had --limit)")
+    if "progressive" not in data["results"]:
+        raise SystemExit("the run has no progressive method")
+    card = find_card(data["progressive_model"])
+    path = card.path.with_suffix(".json")
+    raw = json.loads(path.read_text())
+    m: dict = {"bd_rate_percent_psnr": {}, "prefix_psnr": {},
+               "protocol": "docs/protocol.md, compression: the progressive codec and the progressive view "
+                           "(benchmarks/compress.py)",
+               "measured": data["date"], "machine": machine_line(data["machine"]), "command": data["command"]}
+    for name, per in data["bd_rate"].items():
+        for base, v in per.get("progressive", {}).items():
+            if v.get("cubic") is not None:
+                m["bd_rate_percent_psnr"].setdefault(name, {})[base] = round(v["cubic"], 1)
+    for name, view in (data.get("prefix") or {}).items():
+        m["prefix_psnr"][name] = {f"{row['percent']:g}%": {
+            "aetool": None if row["aetool_psnr"] is None else round(row["aetool_psnr"], 2),
+            "progressive_jpeg": None if row["jpeg_psnr"] is None else round(row["jpeg_psnr"], 2)}
+            for row in view["summary"]}
+    encode, decode = [], []
+    for cells in data["results"]["progressive"].values():
+        top = max(cells.values(), key=lambda c: c.get("iterations", 0))
+        encode.append(((top.get("encode") or {}).get("s_per_mp"), top.get("megapixels", 0)))
+        decode.append(((top.get("decode") or {}).get("s_per_mp"), top.get("megapixels", 0)))
+    for key, pairs in (("encode_s_per_mp", encode), ("decode_s_per_mp", decode)):
+        pairs = [(v, w) for v, w in pairs if v is not None and w]
+        if pairs:  # weighted by megapixels: total seconds over total megapixels
+            m[key] = round(sum(v * w for v, w in pairs) / sum(w for _, w in pairs), 2)
+    raw["metrics"] = m
+    path.write_text(json.dumps(raw, indent=2) + "\n")
+    return f"wrote the metrics of {path}"
+
+
 def update_filter_cards(results_json: Path) -> str:
     """Write the learned decoder's BD-rates of a full run (--methods with +filter) into the cards of
     the default post-filters: against the codec's own decode and against AVIF, per set (PSNR, cubic)."""
@@ -1962,6 +2003,10 @@ def main(argv=None) -> int:
     if argv[:1] == ["update-filter-cards"]:  # python benchmarks/compress.py update-filter-cards RESULTS.json
         print(update_filter_cards(Path(argv[1]) if len(argv) > 1
                                   else ROOT / "benchmarks" / "results" / "compress-filter.json"))
+        return 0
+    if argv[:1] == ["update-progressive-card"]:  # python benchmarks/compress.py update-progressive-card [RESULTS]
+        print(update_progressive_card(Path(argv[1]) if len(argv) > 1
+                                      else ROOT / "benchmarks" / "results" / "compress.json"))
         return 0
     if argv[:1] == ["update-card"]:  # python benchmarks/compress.py update-card [RESULTS.json]
         print(update_card(Path(argv[1]) if len(argv) > 1 else ROOT / "benchmarks" / "results" / "compress.json"))
