@@ -292,6 +292,8 @@ def train_compress(
                                       "(32: 1/8 bpp per iteration before entropy coding).")] = 32,
     iterations: Annotated[int, typer.Option(metavar="N", help="recurrent: iterations (refinements) a file can "
                                             "hold.")] = 16,
+    decoder: Annotated[str, typer.Option(metavar="C0,C1,C2,C3", help="recurrent: the decoder cells' channels, "
+                                         "coarse to fine, each a multiple of 4.")] = "128,128,64,32",
     patch: Annotated[Optional[int], typer.Option(metavar="PIXELS", help="Training patch size in pixels, a multiple "
                                                  "of 64 (hyperprior, default 128) or 16 (recurrent, default 64); "
                                                  "smaller images are skipped, with a warning.",
@@ -310,8 +312,13 @@ def train_compress(
     from ..training.compress import CompressTask, ProgressiveCompressTask
 
     if arch == "recurrent":
+        try:
+            widths = tuple(int(c) for c in decoder.split(","))
+        except ValueError:
+            raise UsageError(f"--decoder must be comma-separated channel counts, got {decoder!r}") from None
         task = ProgressiveCompressTask(data, channels=channels, bits=bits, iterations=iterations,
-                                       patch=values["patch"], val=common["val"], val_count=common["val_count"])
+                                       patch=values["patch"], val=common["val"], val_count=common["val_count"],
+                                       decoder=widths)
     else:
         task = CompressTask(data, channels=channels, n=n, m=m, patch=values["patch"], val=common["val"],
                             val_count=common["val_count"])

@@ -167,7 +167,7 @@ class ProgressiveCompressTask:
                    f"validation PSNR after {PROGRESSIVE_VAL_ITERATIONS} iterations (dB)")
 
     def __init__(self, data: list[Path], channels: int = 3, bits: int = 32, iterations: int = 16, patch: int = 64,
-                 val: list[Path] | None = None, val_count: int = 8):
+                 val: list[Path] | None = None, val_count: int = 8, decoder: tuple[int, ...] = (128, 128, 64, 32)):
         if patch % 16:
             raise UsageError(f"--patch must be a multiple of 16 (the recurrent codec downsamples 16x), got {patch}")
         if channels not in (1, 3):
@@ -176,15 +176,19 @@ class ProgressiveCompressTask:
             raise UsageError(f"--iterations must be 1 to 64, got {iterations}")
         if not 1 <= bits <= 256:
             raise UsageError(f"--bits must be 1 to 256, got {bits}")
+        if len(decoder) != 4 or any(c < 4 or c % 4 for c in decoder):
+            raise UsageError(f"--decoder must be 4 channel counts, each a multiple of 4, got {decoder}")
         self.data = [Path(d) for d in data]
         self.channels, self.bits, self.iterations, self.patch = channels, bits, iterations, patch
+        self.decoder = tuple(decoder)
         self.val = [Path(v) for v in val] if val else None
         self.val_count = val_count
 
     def build_model(self):
         from ..models.recurrent import RecurrentCodec
 
-        return RecurrentCodec(in_channels=self.channels, bits=self.bits, iterations=self.iterations)
+        return RecurrentCodec(in_channels=self.channels, bits=self.bits, iterations=self.iterations,
+                              decoder=self.decoder)
 
     def adopt_init(self, model):
         if getattr(model, "arch_name", None) != "recurrent_codec":
