@@ -296,8 +296,9 @@ def load(path: str | Path, max_pixels: int | None = None) -> EncodedImage:
 
 # --- field checks (shared by pack and unpack) -----------------------------------------------------
 
-def _field_problem(flags: int, coder: int, channels: int, bit_depth: int, name_len: int, width: int,
-                   height: int, y_shape: tuple, z_shape: tuple, alpha_len: int) -> str | None:
+def _image_problem(coder: int, channels: int, bit_depth: int, name_len: int, width: int, height: int
+                   ) -> str | None:
+    """The checks of the fields every version has."""
     if coder not in CODERS:
         return f"unknown coder id {coder}"
     if width < 1 or height < 1:
@@ -310,6 +311,14 @@ def _field_problem(flags: int, coder: int, channels: int, bit_depth: int, name_l
         return f"bit depth {bit_depth} (must be 8 or 16)"
     if name_len < 1:
         return "the model name is empty"
+    return None
+
+
+def _field_problem(flags: int, coder: int, channels: int, bit_depth: int, name_len: int, width: int,
+                   height: int, y_shape: tuple, z_shape: tuple, alpha_len: int) -> str | None:
+    problem = _image_problem(coder, channels, bit_depth, name_len, width, height)
+    if problem is not None:
+        return problem
     if len(y_shape) != 3 or len(z_shape) != 3:
         return "latent shapes must be (channels, height, width)"
     if not 1 <= y_shape[0] <= 0xFFFF or not 1 <= z_shape[0] <= 0xFFFF:
@@ -634,18 +643,9 @@ def _progressive_field_problem(flags: int, coder: int, channels: int, bit_depth:
     ints = (flags, coder, channels, bit_depth, name_len, count, bits, width, height)
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in ints):
         return "width, height, channels, bit_depth, bits and coder must be ints"
-    if coder not in CODERS:
-        return f"unknown coder id {coder}"
-    if width < 1 or height < 1:
-        return f"the image is {width}x{height} pixels (each side must be at least 1)"
-    if max(width, height) > MAX_SIDE:
-        return f"the image is {width}x{height} pixels (at most {MAX_SIDE:,} a side)"
-    if channels not in (1, 3):
-        return f"{channels} channels (must be 1 or 3)"
-    if bit_depth not in (8, 16):
-        return f"bit depth {bit_depth} (must be 8 or 16)"
-    if name_len < 1:
-        return "the model name is empty"
+    problem = _image_problem(coder, channels, bit_depth, name_len, width, height)
+    if problem is not None:
+        return problem
     if not 1 <= count <= 255:
         return f"{count} iterations (must be 1 to 255)"
     if not 1 <= bits <= 255:

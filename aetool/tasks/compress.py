@@ -230,13 +230,7 @@ class Codec:
 
     def picture(self, pic: Picture, strip: bool = False, **target) -> tuple[bytes, dict]:
         """The command line's per-file step: a decoded input file to .aei bytes and its record."""
-        data, info = self.encode_to_target(pic.pixels, alpha=pic.alpha, bit_depth=pic.bit_depth,
-                                           icc=None if strip else pic.icc, exif=None if strip else pic.exif,
-                                           **target)
-        info.update(model=self.card.name, bytes=len(data), bpp=round(len(data) * 8 / (pic.width * pic.height), 4))
-        if pic.bit_depth == 16:
-            info["note"] = "16-bit input coded at 8 bits"
-        return data, info
+        return encode_picture(self, pic, strip, target)
 
     @staticmethod
     def _padded(pixels: np.ndarray, multiple: int):
@@ -300,6 +294,17 @@ class Codec:
         if e.bit_depth == 16:
             info["note"] = "the source was 16-bit; it was coded at 8 bits"
         return pic, info
+
+
+def encode_picture(codec, pic: Picture, strip: bool, target: dict) -> tuple[bytes, dict]:
+    """A codec's (Codec, ProgressiveCodec) per-file step: the picture's pixels, alpha and metadata
+    through its encode_to_target, and the record the command line prints."""
+    data, info = codec.encode_to_target(pic.pixels, alpha=pic.alpha, bit_depth=pic.bit_depth,
+                                        icc=None if strip else pic.icc, exif=None if strip else pic.exif, **target)
+    info.update(model=codec.card.name, bytes=len(data), bpp=round(len(data) * 8 / (pic.width * pic.height), 4))
+    if pic.bit_depth == 16:
+        info["note"] = "16-bit input coded at 8 bits"
+    return data, info
 
 
 def codec_card(model: str | None = None):

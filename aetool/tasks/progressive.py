@@ -244,13 +244,9 @@ class ProgressiveCodec:
 
     def picture(self, pic: Picture, strip: bool = False, **target) -> tuple[bytes, dict]:
         """The command line's per-file step: a decoded input file to .aei bytes and its record."""
-        data, info = self.encode_to_target(pic.pixels, alpha=pic.alpha, bit_depth=pic.bit_depth,
-                                           icc=None if strip else pic.icc, exif=None if strip else pic.exif,
-                                           **target)
-        info.update(model=self.card.name, bytes=len(data), bpp=round(len(data) * 8 / (pic.width * pic.height), 4))
-        if pic.bit_depth == 16:
-            info["note"] = "16-bit input coded at 8 bits"
-        return data, info
+        from .compress import encode_picture
+
+        return encode_picture(self, pic, strip, target)
 
     # ------------------------------------------------------------------ decoding
     def _pictures(self, e: ProgressiveImage, codes: list[np.ndarray], every: bool) -> list[Picture]:
