@@ -378,15 +378,7 @@ def describe(e: EncodedImage) -> dict:
     return {
         "format": "aetool compressed image",
         "format_version": HYPERPRIOR_VERSION,
-        "model": e.model_name,
-        "model_sha256_prefix": bytes(e.model_sha256_prefix).hex(),
-        "coder": CODERS.get(e.coder, f"unknown ({e.coder})"),
-        "coder_id": e.coder,
-        "width": e.width,
-        "height": e.height,
-        "channels": e.channels,
-        "bit_depth": e.bit_depth,
-        "alpha": e.has_alpha,
+        **_described_image(e),
         "quality": e.quality,
         "y_shape": list(e.y_shape),
         "z_shape": list(e.z_shape),
@@ -396,6 +388,13 @@ def describe(e: EncodedImage) -> dict:
         "icc": len(e.icc) > 0,
         "exif": len(e.exif) > 0,
     }
+
+
+def _described_image(e) -> dict:
+    """The fields of `aetool info --json` that every version has."""
+    return {"model": e.model_name, "model_sha256_prefix": bytes(e.model_sha256_prefix).hex(),
+            "coder": CODERS.get(e.coder, f"unknown ({e.coder})"), "coder_id": e.coder, "width": e.width,
+            "height": e.height, "channels": e.channels, "bit_depth": e.bit_depth, "alpha": e.has_alpha}
 
 
 # --- version 2: the progressive codec ---------------------------------------------------------------
@@ -668,15 +667,7 @@ def describe_progressive(e: ProgressiveImage) -> dict:
     d = {
         "format": "aetool compressed image (progressive)",
         "format_version": PROGRESSIVE_VERSION,
-        "model": e.model_name,
-        "model_sha256_prefix": bytes(e.model_sha256_prefix).hex(),
-        "coder": CODERS.get(e.coder, f"unknown ({e.coder})"),
-        "coder_id": e.coder,
-        "width": e.width,
-        "height": e.height,
-        "channels": e.channels,
-        "bit_depth": e.bit_depth,
-        "alpha": e.has_alpha,
+        **_described_image(e),
         "bits": e.bits,
         "iterations": len(e.iterations),
         "iterations_declared": max(e.declared, len(e.iterations)),

@@ -51,7 +51,8 @@ def test_every_card_matches_its_weights():
     assert {c.channels for c in pretrained_cards("denoise")} == {1, 3}
     assert {c.config["scale"] for c in pretrained_cards("upscale")} == {2, 3, 4}
     assert len(pretrained_cards("inpaint")) == 1
-    assert [c.name for c in pretrained_cards("compress")] == ["compress-color"]
+    assert [c.name for c in pretrained_cards("compress")] == ["compress-color", "compress-progressive"]
+    assert [c.name for c in pretrained_cards("compress") if c.default] == ["compress-color"]
     for task in ("denoise", "upscale", "inpaint", "compress"):
         for card in pretrained_cards(task):
             model = load_model(card)
