@@ -191,6 +191,25 @@ def _check_version(head, size: int) -> int:
     return version
 
 
+def _check_fixed_header(head, fixed_size: int, coder: int, flags: int) -> None:
+    """The checks every version makes of its fixed header, in order: its CRC (stored right after
+    it), then a coder and flags this aetool knows."""
+    (header_crc,) = _CRC.unpack_from(head, fixed_size)
+    if zlib.crc32(head[:fixed_size]) != header_crc:
+        raise ContainerError("damaged: the header checksum does not match (a byte was changed)")
+    if coder not in CODERS:
+        raise ContainerError(f"coded with coder {coder}, which this aetool does not know: upgrade aetool")
+    if flags & ~KNOWN_FLAGS:
+        raise ContainerError(f"unknown flags 0x{flags:02x} in the header (written by a newer aetool?): upgrade aetool")
+
+
+def _check_pixel_limit(width: int, height: int, max_pixels: int | None) -> None:
+    if max_pixels is not None and width * height > max_pixels:
+        raise ContainerTooLargeError(f"declares {width}x{height} pixels ({format_megapixels(width * height)}), "
+                                     f"above the limit of {format_megapixels(max_pixels)} (raise --max-pixels "
+                                     "if you trust the file)")
+
+
 def _parse_header(head, size: int, max_pixels: int | None) -> _Header:
     """Checks 1-5 of docs/format.md on the first bytes of a file (`head`, a memoryview of up to
     FIXED_HEADER_SIZE bytes or more) whose full size is `size`."""
@@ -200,21 +219,12 @@ def _parse_header(head, size: int, max_pixels: int | None) -> _Header:
         raise ContainerError(f"truncated: the file ends at byte {size:,}, inside its {FIXED_HEADER_SIZE}-byte header")
     (_, _, flags, coder, channels, bit_depth, name_len, quality, width, height, y0, y1, y2, z0, z1, z2,
      sha_prefix, *lengths) = _FIXED.unpack_from(head, 0)
-    (header_crc,) = _CRC.unpack_from(head, _FIXED.size)
-    if zlib.crc32(head[:_FIXED.size]) != header_crc:
-        raise ContainerError("damaged: the header checksum does not match (a byte was changed)")
-    if coder not in CODERS:
-        raise ContainerError(f"coded with coder {coder}, which this aetool does not know: upgrade aetool")
-    if flags & ~KNOWN_FLAGS:
-        raise ContainerError(f"unknown flags 0x{flags:02x} in the header (written by a newer aetool?): upgrade aetool")
+    _check_fixed_header(head, _FIXED.size, coder, flags)
     problem = _field_problem(flags, coder, channels, bit_depth, name_len, width, height, (y0, y1, y2),
                              (z0, z1, z2), lengths[SECTIONS.index("alpha")])
     if problem is not None:
         raise ContainerError(f"invalid header: {problem}")
-    if max_pixels is not None and width * height > max_pixels:
-        raise ContainerTooLargeError(f"declares {width}x{height} pixels ({format_megapixels(width * height)}), "
-                                     f"above the limit of {format_megapixels(max_pixels)} (raise --max-pixels "
-                                     "if you trust the file)")
+    _check_pixel_limit(width, height, max_pixels)
     return _Header(flags, coder, channels, bit_depth, name_len, quality, width, height, (y0, y1, y2),
                    (z0, z1, z2), sha_prefix, tuple(lengths))
 
@@ -562,21 +572,12 @@ def _parse_progressive_header(head, size: int, max_pixels: int | None) -> _Heade
                              "header")
     (_, _, flags, coder, channels, bit_depth, name_len, count, bits, width, height, sha_prefix,
      *lengths) = _FIXED_V2.unpack_from(head, 0)
-    (header_crc,) = _CRC.unpack_from(head, _FIXED_V2.size)
-    if zlib.crc32(head[:_FIXED_V2.size]) != header_crc:
-        raise ContainerError("damaged: the header checksum does not match (a byte was changed)")
-    if coder not in CODERS:
-        raise ContainerError(f"coded with coder {coder}, which this aetool does not know: upgrade aetool")
-    if flags & ~KNOWN_FLAGS:
-        raise ContainerError(f"unknown flags 0x{flags:02x} in the header (written by a newer aetool?): upgrade aetool")
+    _check_fixed_header(head, _FIXED_V2.size, coder, flags)
     problem = _progressive_field_problem(flags, coder, channels, bit_depth, name_len, count, bits, width, height,
                                          lengths[0])
     if problem is not None:
         raise ContainerError(f"invalid header: {problem}")
-    if max_pixels is not None and width * height > max_pixels:
-        raise ContainerTooLargeError(f"declares {width}x{height} pixels ({format_megapixels(width * height)}), "
-                                     f"above the limit of {format_megapixels(max_pixels)} (raise --max-pixels "
-                                     "if you trust the file)")
+    _check_pixel_limit(width, height, max_pixels)
     return _HeaderV2(flags, coder, channels, bit_depth, name_len, count, bits, width, height, sha_prefix,
                      tuple(lengths))
 

@@ -15,6 +15,7 @@ losslessly in its own section.
 """
 from __future__ import annotations
 
+import functools
 import io
 
 import numpy as np
@@ -489,6 +490,7 @@ def compress(image, quality: float | None = None, model: str | None = None, code
     return coder.encode(pixels, DEFAULT_QUALITY if quality is None else quality, alpha=alpha, bit_depth=bit_depth)
 
 
+@functools.lru_cache(maxsize=32)  # compress() in a loop: the cards are read once per model name
 def _is_progressive_model(model: str) -> bool:
     from .progressive import is_progressive_card
 

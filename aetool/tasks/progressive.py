@@ -27,6 +27,7 @@ from ..engine import EngineOptions
 from ..errors import ImageError, UsageError
 from ..imageio import Picture
 from ..registry import Card, find_card, load_model, pretrained_cards, verify_model
+from .compress import _alpha_from_png, _alpha_png, encode_picture  # the alpha section is the same PNG in both versions
 
 TILE = 1024  # pixels a side of the independently coded tiles (a multiple of 16); part of the format
 ALIAS = "progressive"  # `--model progressive`: the installed progressive codec
@@ -244,8 +245,6 @@ class ProgressiveCodec:
 
     def picture(self, pic: Picture, strip: bool = False, **target) -> tuple[bytes, dict]:
         """The command line's per-file step: a decoded input file to .aei bytes and its record."""
-        from .compress import encode_picture
-
         return encode_picture(self, pic, strip, target)
 
     # ------------------------------------------------------------------ decoding
@@ -345,15 +344,3 @@ def _padded(pixels: np.ndarray):
     ph, pw = -h % 16, -w % 16
     padded = np.pad(pixels, ((0, ph), (0, pw), (0, 0)), mode="edge") if ph or pw else pixels
     return torch.from_numpy(np.ascontiguousarray(padded, np.float32)).permute(2, 0, 1)[None]
-
-
-def _alpha_png(alpha):
-    from .compress import _alpha_png as png
-
-    return png(alpha)
-
-
-def _alpha_from_png(data, width, height):
-    from .compress import _alpha_from_png as read
-
-    return read(data, width, height)
