@@ -85,16 +85,11 @@ def grow(mask: np.ndarray, pixels: int) -> np.ndarray:
     """Dilate the holes by `pixels` (a square neighbourhood)."""
     if pixels <= 0 or not mask.any():
         return mask
-    from PIL import Image, ImageFilter
+    from scipy import ndimage
 
-    im = Image.fromarray(mask.astype(np.uint8) * 255)
-    # MaxFilter sizes above a few dozen are slow; repeat a moderate one instead.
-    left = pixels
-    while left > 0:
-        step = min(left, 12)
-        im = im.filter(ImageFilter.MaxFilter(2 * step + 1))
-        left -= step
-    return np.asarray(im) > 0
+    # Separable running maximum: its cost does not grow with `pixels` (Pillow's MaxFilter took
+    # 2 s for the 96-pixel erosion of one crop that inpainting needs).
+    return ndimage.maximum_filter(mask.astype(bool), size=2 * pixels + 1, mode="nearest")
 
 
 def shrink(mask: np.ndarray, pixels: int) -> np.ndarray:
