@@ -1,28 +1,35 @@
-"""Inpainting benchmark: `aetool inpaint` against OpenCV's Telea and Navier-Stokes inpainting, by
-the protocol of docs/protocol.md ("Rules common to every task" and "Inpainting").
+"""Inpainting benchmark: `aetool inpaint` (its default fill, `--fill smooth` and `--fill texture`)
+against classical inpainters: OpenCV's Telea and Navier-Stokes (cv2.inpaint) and opencv-contrib's
+frequency-selective reconstruction (FSR) and ShiftMap (cv2.xphoto.inpaint), by the protocol of
+docs/protocol.md ("Rules common to every task" and "Inpainting").
 
 For every test set (kodak24 and cbsd68, DATA/test/denoise/<set>, read as RGB) and mask kind (thin
 strokes, thick strokes, one box) it draws image i's mask (i = index in the set sorted by file name)
 with `aetool.maskgen.protocol_mask(kind, h, w, i)` (numpy.random.default_rng(7000 + i)), writes the
 masked inputs (missing pixels set to 0) as 8-bit PNGs into one folder and the masks (PNG, 255 =
 missing) into a parallel folder with the same file names, runs each method as one command over the
-folder (`aetool inpaint IN --mask-dir MASKS`, and benchmarks/inpaint_baselines.py for cv2.inpaint
-TELEA / NS with radius 5), times the whole folder (median of --repeats runs), and scores every
-output against the clean image: PSNR over the hole pixels only (all RGB channels of the missing
-pixels, data range 255, float64), and PSNR and SSIM (skimage, data_range 255, channel_axis -1) of
-the whole image. Reported: the means per set and kind, the speed in seconds per megapixel of input
-over all folders (interpreter start and model loading included), and the check of the targets of
-the inpainting issue.
+folder (`aetool inpaint IN --mask-dir MASKS [--fill smooth|texture]`, and
+benchmarks/inpaint_baselines.py for the classical methods), times the whole folder (median of
+--repeats runs), and scores every output against the clean image: PSNR over the hole pixels only
+(all RGB channels of the missing pixels, data range 255, float64), PSNR and SSIM (skimage,
+data_range 255, channel_axis -1) of the whole image, and two texture measures over the hole:
+`gradient_energy_ratio` (how much fine detail the fill has, against the photo's) and
+`patch_realism_ratio` (how far the fill's 7x7 patches lie from the photo's known patches, against
+how far the photo's own patches there lie). Reported: the means per set and kind, the speed in
+seconds per megapixel of input (interpreter start and model loading included), and the check of
+the targets of the inpainting issues (the first one, and #14 for texture in large holes).
 
 It writes a markdown section (between <!-- inpaint:begin --> and <!-- inpaint:end --> of
 --out-md), a JSON file with every per-image number, and a picture (--examples) of the first image
-of the first set with each kind of mask filled by every method.
+of the first set: 1:1 crops around the largest thick-stroke and box holes (Telea, ShiftMap,
+aetool smooth, texture and auto), then the whole image with each kind of mask filled by every
+method.
 
 Full run:
     python benchmarks/inpaint.py --update-cards
-The baselines alone (fast):
-    python benchmarks/inpaint.py --methods telea,ns --out-md /tmp/inp.md --out-json /tmp/inp.json \\
-        --examples /tmp/inp.png
+The classical baselines alone (FSR and ShiftMap take minutes per set):
+    python benchmarks/inpaint.py --methods telea,ns,fsr,shiftmap --out-md /tmp/inp.md \\
+        --out-json /tmp/inp.json --examples /tmp/inp.png
 """
 from __future__ import annotations
 
@@ -45,14 +52,39 @@ from common import (ROOT, add_run_options, cpu_precision, json_lines, list_image
                     machine_line, md_table, measure, megapixels, psnr, read_image, resolve_command,
                     named_sets, ssim, write_png, write_section)
 
-METHODS = ["aetool", "telea", "ns"]
-BASELINES = ["telea", "ns"]
+# aetool runs three ways: `aetool` with its defaults (`--fill auto`: per hole by its size; the numbers
+# of its model card), and forced to one fill for every hole.
+METHODS = ["aetool", "aetool-smooth", "aetool-texture", "telea", "ns", "fsr", "shiftmap"]
+AETOOL_FILL = {"aetool": None, "aetool-smooth": "smooth", "aetool-texture": "texture"}
+BASELINES = ["telea", "ns", "fsr", "shiftmap"]  # the classical methods (benchmarks/inpaint_baselines.py)
+OLD_BASELINES = ["telea", "ns"]  # the baselines of targets (1)-(3), as first recorded
+LABELS = {"aetool": "aetool auto", "aetool-smooth": "aetool smooth", "aetool-texture": "aetool texture",
+          "telea": "OpenCV Telea", "ns": "OpenCV NS", "fsr": "OpenCV FSR", "shiftmap": "OpenCV ShiftMap"}
+SHORT = {"aetool": "auto", "aetool-smooth": "smooth", "aetool-texture": "texture", "telea": "Telea", "ns": "NS",
+         "fsr": "FSR", "shiftmap": "ShiftMap"}  # titles in the examples picture
 SETS = ["kodak24", "cbsd68"]
-# The targets of the inpainting issue: aetool's hole PSNR at least max(Telea, NS) + this many dB,
+# The targets of the first inpainting issue: aetool's hole PSNR at least max(Telea, NS) + this many dB,
 # per set and mask kind.
 HOLE_MARGIN = {"thin": 0.5, "thick": 1.5, "box": 1.5}
+# The targets of issue #14 (texture in large holes), per set: with `--fill texture` on thick strokes and
+# boxes, gradient-energy ratio at least MIN_GRADIENT_ENERGY and patch-realism ratio at most
+# MAX_PATCH_REALISM, with a hole PSNR no more than TEXTURE_PSNR_SLACK dB below the best classical
+# baseline's; the default fill at most THIN_SECONDS_PER_MP on thin strokes.
+TEXTURE_KINDS = ("thick", "box")
+MIN_GRADIENT_ENERGY = 0.7
+MAX_PATCH_REALISM = 1.3
+TEXTURE_PSNR_SLACK = 1.0
+THIN_SECONDS_PER_MP = 3.0
+# patch_realism_ratio: PATCH x PATCH RGB patches; at most MAX_QUERIES query centres drawn with
+# numpy.random.default_rng(QUERY_SEED); references on a grid of stride 2, or the smallest coarser
+# stride that leaves at most MAX_REFERENCES of them.
+PATCH = 7
+MAX_QUERIES = 2000
+MAX_REFERENCES = 8192
+QUERY_SEED = 0
 HOLE_COLOUR = (255, 0, 255)  # how the holes are shown in the examples picture
-PANEL_W = 256  # width of a panel in the examples picture
+PANEL_W = 200  # width of a whole-image panel in the examples picture
+CROP = 256  # side of the 1:1 crops of the examples picture
 
 
 def parse_args(argv=None):
@@ -66,14 +98,15 @@ def parse_args(argv=None):
     ap.add_argument("--kinds", type=csv, default=list(KINDS), help=f"mask kinds, subset of {','.join(KINDS)}")
     add_run_options(ap, "inpaint", METHODS)
     ap.add_argument("--examples", default=str(ROOT / "docs" / "inpaint-examples.png"),
-                    help="picture of the first image of the first set, one row per mask kind "
+                    help="picture of the first image of the first set: 1:1 crops of the thick-stroke and "
+                         "box holes, then the whole image, one row per mask kind "
                          "(default docs/inpaint-examples.png; '' or 'none' for no picture)")
     ap.add_argument("--model", default=None,
                     help="model passed to `aetool inpaint --model` (a name or a .safetensors file); "
                          "default: aetool's shipped default inpainting model")
     ap.add_argument("--update-cards", action="store_true",
-                    help="write aetool's measured numbers into the metrics of the card of the model used "
-                         "(replacing them; refused with --limit)")
+                    help="write the numbers of the aetool method (its default fill) into the metrics of "
+                         "the card of the model used (replacing them; refused with --limit)")
     args = ap.parse_args(argv)
     for attr, allowed in (("methods", METHODS), ("kinds", KINDS)):
         bad = set(getattr(args, attr)) - set(allowed)
@@ -112,11 +145,109 @@ def masked_input(clean: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return x
 
 
+def gradient_energy_ratio(clean: np.ndarray, out: np.ndarray, mask: np.ndarray) -> float:
+    """How much fine detail the fill has, against the photo: the sum of the squared forward
+    differences of `out` (horizontal I[y, x+1] - I[y, x] and vertical I[y+1, x] - I[y, x], every RGB
+    channel, float64, taken on the whole image) over the differences whose pixel p = (y, x) is
+    missing (mask True; a difference that would leave the image is not counted), divided by the same
+    sum for `clean`. 1.0: as much detail as the photo had there; a blur scores far below 1, noise
+    above. When the photo has no detail there (a flat hole): 1.0 if the output has none either, else
+    infinity."""
+    def energy(img: np.ndarray) -> float:
+        x = img.astype(np.float64)
+        dx = x[:, 1:] - x[:, :-1]
+        dy = x[1:] - x[:-1]
+        return float(np.sum(dx[mask[:, :-1]] ** 2) + np.sum(dy[mask[:-1]] ** 2))
+
+    num, den = energy(out), energy(clean)
+    if den == 0:
+        return 1.0 if num == 0 else float("inf")
+    return num / den
+
+
+def reference_stride(hole_free: np.ndarray, max_refs: int = MAX_REFERENCES) -> int:
+    """The grid step of the reference patches: 2, or the smallest larger step that leaves at most
+    `max_refs` hole-free patches on the grid (positions y and x multiples of the step)."""
+    step = 2
+    while int(hole_free[::step, ::step].sum()) > max_refs:
+        step += 1
+    return step
+
+
+def patch_realism_ratio(clean: np.ndarray, out: np.ndarray, mask: np.ndarray, patch: int = PATCH,
+                        max_queries: int = MAX_QUERIES, max_refs: int = MAX_REFERENCES, seed: int = QUERY_SEED,
+                        chunk: int = 4096) -> float:
+    """How photo-like the fill's patches are, against the photo's own: the mean distance from a
+    patch of `out` centred on a missing pixel to its nearest known patch of the photo, divided by
+    the same mean for the patches of `clean` at the same centres.
+
+    Patches are `patch` x `patch` x RGB (147 values for 7x7), compared by Euclidean distance in 0-255
+    units. Queries: the missing pixels whose patch lies inside the image (it may cover known pixels
+    too), at most `max_queries` of them, drawn without replacement by
+    numpy.random.default_rng(seed).choice (the same centres for `out` and `clean`). References: the
+    patches of `clean` that hold no missing pixel (the known pixels, which every method is given),
+    with their top-left corner on a grid of step `reference_stride` (2, or coarser when more than
+    `max_refs` such patches lie on it). The nearest reference is found exactly over all of them
+    (torch float32 matmul in chunks, after subtracting the references' mean), and its distance is
+    then recomputed in float64. 1.0: as photo-like as the photo; above 1: patches unlike anything of
+    the known image (noise, wrong colours, seams, smeared edges); below 1: closer to the known
+    patches than the photo's own, which copied content and flat fills both give (flat patches lie
+    near many patches), so a blur is told by `gradient_energy_ratio`, not by this. NaN when there is
+    no query or no reference; 1.0 when both means are 0, infinity when only the photo's is."""
+    import torch
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    h, w = mask.shape
+    r = patch // 2
+    cy, cx = np.nonzero(mask[r:h - patch + r + 1, r:w - patch + r + 1])  # top-left corners of the queries
+    # hole-free windows, by an integral image of the mask
+    ii = np.pad(mask.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    hole_free = (ii[patch:, patch:] - ii[:-patch, patch:] - ii[patch:, :-patch] + ii[:-patch, :-patch]) == 0
+    step = reference_stride(hole_free, max_refs)
+    ry, rx = np.nonzero(hole_free[::step, ::step])
+    if len(cy) == 0 or len(ry) == 0:
+        return float("nan")
+    if len(cy) > max_queries:
+        pick = np.sort(np.random.default_rng(seed).choice(len(cy), max_queries, replace=False))
+        cy, cx = cy[pick], cx[pick]
+
+    def windows(img, ys, xs):
+        return sliding_window_view(img, (patch, patch), axis=(0, 1))[ys, xs].reshape(len(ys), -1).astype(np.float32)
+
+    refs = windows(clean, ry * step, rx * step)
+    queries = np.concatenate([windows(out, cy, cx), windows(clean, cy, cx)])
+    mean = refs.mean(0)
+    ref_t, q_t = torch.from_numpy(refs - mean), torch.from_numpy(queries - mean)
+    best = torch.full((len(q_t),), float("inf"))
+    arg = torch.zeros(len(q_t), dtype=torch.long)
+    with torch.no_grad():
+        for i in range(0, len(ref_t), chunk):
+            part = ref_t[i:i + chunk]
+            # |q - r|^2 = |q|^2 + |r|^2 - 2 q.r, and |q|^2 does not change which r is nearest
+            d = torch.addmm((part * part).sum(1)[None], q_t, part.T, alpha=-2)
+            v, a = d.min(1)
+            closer = v < best
+            best[closer], arg[closer] = v[closer], a[closer] + i
+    diff = queries.astype(np.float64) - refs[arg.numpy()].astype(np.float64)
+    dist = np.sqrt(np.sum(diff * diff, axis=1))
+    n = len(cy)
+    num, den = float(dist[:n].mean()), float(dist[n:].mean())
+    if den == 0:
+        return 1.0 if num == 0 else float("inf")
+    return num / den
+
+
 def score_image(clean: np.ndarray, out: np.ndarray, mask: np.ndarray) -> dict:
-    """Hole PSNR (all RGB values of the missing pixels), whole-image PSNR and SSIM."""
+    """Hole PSNR (all RGB values of the missing pixels), whole-image PSNR and SSIM, and the two
+    texture measures over the hole."""
     if out.shape != clean.shape:
         return {"error": f"output is {out.shape[1]}x{out.shape[0]}, input is {clean.shape[1]}x{clean.shape[0]}"}
-    return {"hole_psnr": psnr(clean[mask], out[mask]), "psnr": psnr(clean, out), "ssim": ssim(clean, out)}
+    return {"hole_psnr": psnr(clean[mask], out[mask]), "psnr": psnr(clean, out), "ssim": ssim(clean, out),
+            "gradient_energy_ratio": gradient_energy_ratio(clean, out, mask),
+            "patch_realism_ratio": patch_realism_ratio(clean, out, mask)}
+
+
+SCORES = ("hole_psnr", "psnr", "ssim", "gradient_energy_ratio", "patch_realism_ratio")
 
 
 def output_path(out: Path, name: str, reported: dict) -> Path | None:
@@ -156,15 +287,17 @@ def score(images, masks, out: Path, stdout: str) -> dict:
         cell["error"] = (f"{len(bad)} of {len(rows)} images not scored ({bad[0]['file']}: {bad[0]['error']}"
                          + (", ..." if len(bad) > 1 else "") + ")")
         return cell
-    for key in ("hole_psnr", "psnr", "ssim"):
+    for key in SCORES:
         cell[key] = float(np.mean([r[key] for r in rows]))
     return cell
 
 
 def command(method: str, args, inp: Path, masks: Path, out: Path) -> list[str]:
-    if method == "aetool":
+    if method in AETOOL_FILL:
         cmd = resolve_command(args.aetool) + ["inpaint", str(inp), "--mask-dir", str(masks), "-o", str(out),
                                               "-q", "--json", "--overwrite"]
+        if AETOOL_FILL[method]:  # `aetool` itself runs with the defaults (--fill auto, --seed 0)
+            cmd += ["--fill", AETOOL_FILL[method]]
         return cmd + (["--model", args.model] if args.model else [])
     return [sys.executable, str(Path(__file__).with_name("inpaint_baselines.py")), method,
             str(inp), str(masks), str(out)]
@@ -245,12 +378,16 @@ def update_cards(args, info: dict, results: dict, counts: dict, coverage: dict, 
         metrics.setdefault("hole_psnr", {}).setdefault(s, {})[k] = round(c["hole_psnr"], 2)
         metrics.setdefault("psnr", {}).setdefault(s, {})[k] = round(c["psnr"], 2)
         metrics.setdefault("ssim", {}).setdefault(s, {})[k] = round(c["ssim"], 4)
+        metrics.setdefault("gradient_energy_ratio", {}).setdefault(s, {})[k] = round(c["gradient_energy_ratio"], 3)
+        metrics.setdefault("patch_realism_ratio", {}).setdefault(s, {})[k] = round(c["patch_realism_ratio"], 3)
         metrics.setdefault("mask_coverage", {}).setdefault(s, {})[k] = round(coverage[s][k]["mean"], 4)
     metrics["images"] = {s: {"used": counts[s][0], "in_set": counts[s][1]} for s in sorted({s for s, _ in cells})}
     if (v := speed(results, "aetool")) is not None:
         metrics["seconds_per_megapixel"] = round(v, 3)
     metrics.update({"protocol": "docs/protocol.md inpainting: aetool.maskgen.protocol_mask, holes set to 0, "
-                                "hole PSNR over the missing pixels, whole-image PSNR/SSIM (benchmarks/inpaint.py)",
+                                "hole PSNR over the missing pixels, whole-image PSNR/SSIM, gradient-energy and "
+                                "patch-realism ratios over the hole (benchmarks/inpaint.py); aetool's defaults "
+                                "(--fill auto)",
                     "measured": info["date"], "machine": machine_line(info["machine"])})
     card["metrics"] = metrics
     path.write_text(json.dumps(card, indent=2) + "\n")
@@ -259,24 +396,34 @@ def update_cards(args, info: dict, results: dict, counts: dict, coverage: dict, 
 
 # ---------------------------------------------------------------- report
 def label(method: str) -> str:
-    return {"aetool": "aetool", "telea": "OpenCV Telea", "ns": "OpenCV NS"}[method]
+    return LABELS[method]
 
 
 def get(results, method, name, kind, key="hole_psnr"):
     return results.get(method, {}).get(name, {}).get(kind, {}).get(key)
 
 
-def speed(results, method):
-    """Seconds per megapixel of input over all the folders that ran (total time / total MP)."""
-    cs = [c for by_kind in results.get(method, {}).values() for c in by_kind.values() if c.get("seconds") is not None]
+def _timed_cells(results, method, kinds=None):
+    return [c for by_kind in results.get(method, {}).values() for k, c in by_kind.items()
+            if c.get("seconds") is not None and (kinds is None or k in kinds)]
+
+
+def speed(results, method, kinds=None):
+    """Seconds per megapixel of input over all the folders that ran (total time / total MP); only
+    the folders of `kinds` when given."""
+    cs = _timed_cells(results, method, kinds)
     return sum(c["seconds"] for c in cs) / sum(c["megapixels"] for c in cs) if cs else None
 
 
-def hole_table(results, methods, sets, kinds) -> str:
+def metric_table(results, methods, sets, kinds, key, digits) -> str:
     header = ["method"] + [f"{s} {k}" for s in sets for k in kinds]
-    rows = [[label(m)] + [f"{v:.2f}" if (v := get(results, m, s, k)) is not None else "error"
+    rows = [[label(m)] + [f"{v:.{digits}f}" if (v := get(results, m, s, k, key)) is not None else "error"
                           for s in sets for k in kinds] for m in methods]
     return md_table(header, rows)
+
+
+def hole_table(results, methods, sets, kinds) -> str:
+    return metric_table(results, methods, sets, kinds, "hole_psnr", 2)
 
 
 def whole_table(results, methods, sets, kinds) -> str:
@@ -292,15 +439,19 @@ def whole_table(results, methods, sets, kinds) -> str:
     return md_table(header, rows)
 
 
-def speed_table(results, methods) -> str:
+def speed_table(results, methods, kinds) -> str:
     rows = []
     for m in methods:
-        cs = [c for by_kind in results.get(m, {}).values() for c in by_kind.values() if c.get("seconds") is not None]
-        v = speed(results, m)
-        rows.append([label(m), "–" if v is None else f"{v:.3f}",
-                     f"{sum(c['seconds'] for c in cs):.1f}" if cs else "–",
-                     f"{sum(c['megapixels'] for c in cs):.2f}" if cs else "–"])
-    return md_table(["method", "s/MP (input)", "seconds, all folders", "megapixels, all folders"], rows)
+        cs = _timed_cells(results, m)
+        row = [label(m)]
+        for ks in [None] + [[k] for k in kinds]:
+            v = speed(results, m, ks)
+            row.append("–" if v is None else f"{v:.3f}")
+        row += [f"{sum(c['seconds'] for c in cs):.1f}" if cs else "–",
+                f"{sum(c['megapixels'] for c in cs):.2f}" if cs else "–"]
+        rows.append(row)
+    return md_table(["method", "s/MP, all folders"] + [f"s/MP, {k}" for k in kinds]
+                    + ["seconds, all folders", "megapixels, all folders"], rows)
 
 
 def coverage_table(coverage, sets, kinds) -> str:
@@ -326,53 +477,120 @@ def notes(results, methods, sets, kinds) -> list[str]:
 def targets(results, sets, kinds, methods) -> list[dict]:
     rows = []
 
-    def na(why_aetool: bool) -> str:
-        if why_aetool:
-            return "n/a (aetool failed)" if "aetool" in methods else "n/a (aetool not run)"
-        return "n/a (a baseline is missing)"
+    def na(missing) -> str:
+        """Why a target has no verdict: the methods it needs that have no result."""
+        names = ", ".join(label(m) for m in missing)
+        not_run = [m for m in missing if m not in methods]
+        return f"n/a ({names} {'not run' if len(not_run) == len(missing) else 'failed or not run'})"
 
     def add(target, scope, measured, needed, margin, result):
         rows.append({"target": target, "scope": scope, "measured": measured, "needed": needed,
                      "margin": margin, "result": result})
 
+    def verdict(ok: bool) -> str:
+        return "PASS" if ok else "MISS"
+
+    # (1)-(3): the first inpainting issue's targets, for aetool's smooth fill (the fill those targets were
+    # set for; the default `auto` now gives texture to wide holes) against Telea and NS.
     for s in sets:
         for k in kinds:
             name = f"(1) hole PSNR ≥ max(Telea, NS) + {HOLE_MARGIN[k]} dB"
-            a = get(results, "aetool", s, k)
-            base = {m: get(results, m, s, k) for m in BASELINES}
+            a = get(results, "aetool-smooth", s, k)
+            base = {m: get(results, m, s, k) for m in OLD_BASELINES}
             if a is None or None in base.values():
-                add(name, f"{s} {k}", "–" if a is None else f"{a:.2f} dB", "–", "–", na(a is None))
+                missing = [m for m in ["aetool-smooth"] + OLD_BASELINES if get(results, m, s, k) is None]
+                add(name, f"{s} {k}", "–" if a is None else f"{a:.2f} dB", "–", "–", na(missing))
                 continue
-            best = max(BASELINES, key=base.get)
+            best = max(OLD_BASELINES, key=base.get)
             need = base[best] + HOLE_MARGIN[k]
             add(name, f"{s} {k}", f"{a:.2f} dB", f"≥ {need:.2f} dB ({label(best)} {base[best]:.2f})",
-                f"{a - need:+.2f} dB", "PASS" if a >= need else "MISS")
+                f"{a - need:+.2f} dB", verdict(a >= need))
     for s in sets:
-        name = "(2) whole-image SSIM ≥ the better baseline, every kind"
-        diffs, missing_a = {}, False
-        for k in kinds:
-            a = get(results, "aetool", s, k, "ssim")
-            base = [get(results, m, s, k, "ssim") for m in BASELINES]
-            if a is None:
-                missing_a = True
-            elif None not in base:
-                diffs[k] = (a - max(base), max(base))
-        if missing_a or len(diffs) < len(kinds):
-            add(name, s, "–", "–", "–", na(missing_a))
+        name = "(2) whole-image SSIM ≥ the better of Telea and NS, every kind"
+        missing = sorted({m for m in ["aetool-smooth"] + OLD_BASELINES for k in kinds
+                          if get(results, m, s, k, "ssim") is None}, key=METHODS.index)
+        if missing:
+            add(name, s, "–", "–", "–", na(missing))
             continue
+        diffs = {}
+        for k in kinds:
+            b = max(get(results, m, s, k, "ssim") for m in OLD_BASELINES)
+            diffs[k] = (get(results, "aetool-smooth", s, k, "ssim") - b, b)
         worst = min(diffs, key=lambda k: diffs[k][0])
         d, b = diffs[worst]
         add(name, s, f"worst kind {worst}: {b + d:.4f}", f"≥ {b:.4f} (better baseline, {worst})",
-            f"{d:+.4f}", "PASS" if d >= 0 else "MISS")
+            f"{d:+.4f}", verdict(d >= 0))
     a, t = speed(results, "aetool"), speed(results, "telea")
     add("(3) speed, reported next to Telea's (no target)", "all folders",
-        "–" if a is None else f"aetool {a:.3f} s/MP", "–" if t is None else f"Telea {t:.3f} s/MP",
-        f"aetool takes {a / t:.1f}x Telea's time" if a is not None and t else "–", "(no target)")
+        "–" if a is None else f"aetool auto {a:.3f} s/MP", "–" if t is None else f"Telea {t:.3f} s/MP",
+        f"aetool auto takes {a / t:.1f}x Telea's time" if a is not None and t else "–", "(no target)")
+
+    # (4)-(7): issue #14, texture in large holes.
+    for s in sets:
+        for k in [k for k in kinds if k in TEXTURE_KINDS]:
+            g = get(results, "aetool-texture", s, k, "gradient_energy_ratio")
+            add(f"(4a) texture: gradient-energy ratio ≥ {MIN_GRADIENT_ENERGY}", f"{s} {k}",
+                "–" if g is None else f"{g:.3f}", f"≥ {MIN_GRADIENT_ENERGY}",
+                "–" if g is None else f"{g - MIN_GRADIENT_ENERGY:+.3f}",
+                na(["aetool-texture"]) if g is None else verdict(g >= MIN_GRADIENT_ENERGY))
+            r = get(results, "aetool-texture", s, k, "patch_realism_ratio")
+            add(f"(4b) texture: patch-realism ratio ≤ {MAX_PATCH_REALISM}", f"{s} {k}",
+                "–" if r is None else f"{r:.3f}", f"≤ {MAX_PATCH_REALISM}",
+                "–" if r is None else f"{MAX_PATCH_REALISM - r:+.3f}",
+                na(["aetool-texture"]) if r is None else verdict(r <= MAX_PATCH_REALISM))
+            name = f"(4c) texture: hole PSNR ≥ best classical baseline − {TEXTURE_PSNR_SLACK:g} dB"
+            a = get(results, "aetool-texture", s, k)
+            base = {m: v for m in BASELINES if (v := get(results, m, s, k)) is not None}
+            missing = [m for m in ["aetool-texture"] + BASELINES if get(results, m, s, k) is None]
+            if a is None or not base:
+                add(name, f"{s} {k}", "–" if a is None else f"{a:.2f} dB", "–", "–", na(missing))
+                continue
+            best = max(base, key=base.get)
+            need = base[best] - TEXTURE_PSNR_SLACK
+            # with a baseline missing, the numbers against those that ran are shown, without a verdict
+            add(name, f"{s} {k}", f"{a:.2f} dB", f"≥ {need:.2f} dB ({label(best)} {base[best]:.2f}"
+                + (", of those run)" if missing else ")"), f"{a - need:+.2f} dB",
+                na(missing) if missing else verdict(a >= need))
+    for s in sets:
+        name = "(5) smooth: hole PSNR ≥ every classical baseline, every kind"
+        missing = sorted({m for m in ["aetool-smooth"] + BASELINES for k in kinds
+                          if get(results, m, s, k) is None}, key=METHODS.index)
+        diffs = {}
+        for k in kinds:
+            base = {m: v for m in BASELINES if (v := get(results, m, s, k)) is not None}
+            a = get(results, "aetool-smooth", s, k)
+            if a is not None and base:
+                best = max(base, key=base.get)
+                diffs[k] = (a - base[best], best)
+        if not diffs:
+            add(name, s, "–", "–", "–", na(missing))
+            continue
+        worst = min(diffs, key=lambda k: diffs[k][0])
+        d, best = diffs[worst]
+        b = get(results, best, s, worst)
+        add(name, s, f"worst kind {worst}: {b + d:.2f} dB", f"≥ {b:.2f} dB ({label(best)}, {worst}"
+            + (", of those run)" if missing else ")"), f"{d:+.2f} dB", na(missing) if missing else verdict(d >= 0))
+    if "thin" in kinds:
+        for s in sets:
+            name = "(6) thin strokes: auto hole PSNR ≥ smooth's"
+            a, sm = get(results, "aetool", s, "thin"), get(results, "aetool-smooth", s, "thin")
+            if a is None or sm is None:
+                add(name, f"{s} thin", "–" if a is None else f"{a:.2f} dB", "–", "–",
+                    na([m for m, v in (("aetool", a), ("aetool-smooth", sm)) if v is None]))
+                continue
+            add(name, f"{s} thin", f"{a:.2f} dB", f"≥ {sm:.2f} dB (aetool smooth)", f"{a - sm:+.2f} dB",
+                verdict(a >= sm))
+        v = speed(results, "aetool", ["thin"])
+        add(f"(7) speed on thin strokes: aetool auto ≤ {THIN_SECONDS_PER_MP:g} s/MP", "thin folders, all sets",
+            "–" if v is None else f"{v:.3f} s/MP", f"≤ {THIN_SECONDS_PER_MP:g} s/MP",
+            "–" if v is None else f"{THIN_SECONDS_PER_MP - v:+.3f} s/MP",
+            na(["aetool"]) if v is None else verdict(v <= THIN_SECONDS_PER_MP))
     return rows
 
 
 def report(args, info, counts, coverage, results, target_rows) -> str:
     subset = f" — **subset: only the first {args.limit} by file name (--limit)**" if args.limit else ""
+    sets = list(counts)
     lines = [
         "## Inpainting" + ("" if args.section == "inpaint" else f" ({args.section})"), "",
         f"Measured {info['date']} on {machine_line(info['machine'])}.  ",
@@ -383,26 +601,49 @@ def report(args, info, counts, coverage, results, target_rows) -> str:
         "(numpy.random.default_rng(7000 + i), i = index in the set sorted by file name): thin strokes, thick "
         "strokes, one box of 1/16 of the area; PNG, 255 = missing. Inputs: 8-bit PNG, RGB, missing pixels set "
         "to 0. Hole PSNR: over all RGB values of the missing pixels only; whole-image PSNR and SSIM (skimage, "
-        "data_range 255, channel_axis -1); dB, data range 255, float64; means per set and mask kind. Telea and "
-        "NS are OpenCV `cv2.inpaint` (INPAINT_TELEA, INPAINT_NS, radius 5) given the image with holes set to 0 "
-        "and the mask as uint8 255/0 (benchmarks/inpaint_baselines.py). Every method runs as one command per "
-        "folder; s/MP = wall time (median of "
-        f"{args.repeats}) per megapixel of input, over all folders, interpreter start and model loading included.",
+        "data_range 255, channel_axis -1); dB, data range 255, float64. Gradient-energy ratio: the squared "
+        "forward differences (x and y, RGB, float64) at the missing pixels of the output over those of the "
+        "original (1 = as much detail as the photo; a blur is far below). Patch-realism ratio: the mean "
+        f"distance from {PATCH}x{PATCH} RGB patches centred on missing pixels (at most {MAX_QUERIES}, "
+        f"default_rng({QUERY_SEED})) to their nearest hole-free patch of the image (stride 2, or coarser to "
+        f"keep at most {MAX_REFERENCES}), the output's over the original's at the same centres (1 = as "
+        "photo-like as the photo; above 1: unlike anything in the image; copies and flat fills score below 1, "
+        "so it is read together with the gradient-energy ratio). Means per set and mask kind.",
+        "",
+        "Methods: aetool auto is `aetool inpaint` with its defaults (`--fill auto`: the fill chosen per hole by "
+        "its size, `--seed 0`); aetool smooth and aetool texture add `--fill smooth` (the network's fill of "
+        "every hole) and `--fill texture` (exemplar texture synthesis guided by the network, every hole). "
+        "Telea and NS are OpenCV `cv2.inpaint` (INPAINT_TELEA, INPAINT_NS, radius 5) given the image with "
+        "holes set to 0 and the mask as uint8 255 = missing; FSR and ShiftMap are opencv-contrib "
+        "`cv2.xphoto.inpaint` (INPAINT_FSR_FAST on 8-bit BGR; INPAINT_SHIFTMAP on 8-bit CIE Lab) given the "
+        "mask as uint8 255 = known, their known pixels pasted back from the input "
+        "(benchmarks/inpaint_baselines.py). Every method runs as one command per folder; s/MP = wall time "
+        f"(median of {args.repeats}) per megapixel of input, interpreter start and model loading included.",
     ]
-    if "aetool" in args.methods:
-        lines += ["", f"aetool model: {info['model_description']}; aetool runs with its defaults "
+    if any(m in AETOOL_FILL for m in args.methods):
+        lines += ["", f"aetool model: {info['model_description']}; aetool runs with its defaults otherwise "
                       f"(`--precision auto`, which is {info['aetool_cpu_precision']} on this CPU)."]
     lines += ["", "### Mask coverage (fraction of missing pixels: mean, min–max)", "",
-              coverage_table(coverage, list(counts), args.kinds),
-              "", "### Hole PSNR (dB)", "", hole_table(results, args.methods, list(counts), args.kinds),
-              "", "### Whole image: PSNR (dB) / SSIM", "", whole_table(results, args.methods, list(counts), args.kinds),
-              "", "### Speed", "", speed_table(results, args.methods)]
-    if extra := notes(results, args.methods, list(counts), args.kinds):
+              coverage_table(coverage, sets, args.kinds),
+              "", "### Hole PSNR (dB)", "", hole_table(results, args.methods, sets, args.kinds),
+              "", "### Whole image: PSNR (dB) / SSIM", "", whole_table(results, args.methods, sets, args.kinds),
+              "", "### Gradient-energy ratio over the hole (1 = the photo's detail)", "",
+              metric_table(results, args.methods, sets, args.kinds, "gradient_energy_ratio", 3),
+              "", "### Patch-realism ratio over the hole (1 = as photo-like as the photo; above 1: patches unlike "
+                  "the image's; below 1 is not better: flat fills and copies land there)", "",
+              metric_table(results, args.methods, sets, args.kinds, "patch_realism_ratio", 3),
+              "", "### Speed (seconds per megapixel of input)", "", speed_table(results, args.methods, args.kinds)]
+    if extra := notes(results, args.methods, sets, args.kinds):
         lines += [""] + extra
     lines += ["", "### Targets", "",
-              "Per set (not averaged over sets): hole PSNR at least the better of Telea and NS plus 1.5 dB "
-              "(thick strokes, box) or 0.5 dB (thin strokes); whole-image SSIM not below the better baseline "
-              "for any kind.", "",
+              "Per set (not averaged over sets). (1)-(3), the first inpainting issue's, for aetool's defaults: "
+              "hole PSNR at least the better of Telea and NS plus 1.5 dB (thick strokes, box) or 0.5 dB (thin "
+              "strokes); whole-image SSIM not below the better of them for any kind. (4)-(7), issue #14: with "
+              f"`--fill texture` on thick strokes and boxes, gradient-energy ratio ≥ {MIN_GRADIENT_ENERGY} and "
+              f"patch-realism ratio ≤ {MAX_PATCH_REALISM} with a hole PSNR at most {TEXTURE_PSNR_SLACK:g} dB "
+              "below the best classical baseline (Telea, NS, FSR, ShiftMap); `--fill smooth` keeps a hole PSNR "
+              "at least every classical baseline's for every kind; on thin strokes the default fill is at least "
+              f"as good as smooth and takes at most {THIN_SECONDS_PER_MP:g} s/MP.", "",
               md_table(["target", "set / kind", "measured", "needed", "margin", "result"],
                        [[r["target"], r["scope"], r["measured"], r["needed"], r["margin"], r["result"]]
                         for r in target_rows])]
@@ -411,15 +652,27 @@ def report(args, info, counts, coverage, results, target_rows) -> str:
             shown = args.examples.resolve().relative_to(ROOT)
         except ValueError:
             shown = args.examples
-        lines += ["", f"Examples (`{shown}`): the first image of {next(iter(counts))}, one row per mask kind: "
-                      "the input with its holes in magenta, Telea, NS, aetool and the original, each titled "
-                      "with its hole PSNR."]
-    if info["machine"].get("gpu") and "aetool" in args.methods:
+        crop_kinds = [k for k in TEXTURE_KINDS if k in args.kinds]
+        lines += ["", f"Examples (`{shown}`): the first image of {sets[0]}. "
+                      + (f"First, at 1:1 (no scaling), a {CROP}x{CROP} crop around the largest hole of each of "
+                         f"{' and '.join(crop_kinds)} (the box's centre; the point of the thick strokes farthest "
+                         "from any known pixel): the input with its holes in magenta, "
+                         + ", ".join(SHORT[m] for m in EXAMPLE_CROP_METHODS) + " and the original. " if crop_kinds
+                         else "")
+                      + "Then the whole image, scaled down, one row per mask kind, every method. Each panel is "
+                        "titled with the hole PSNR of the whole image."]
+    if info["machine"].get("gpu") and any(m in AETOOL_FILL for m in args.methods):
         lines += ["", "A GPU was present: aetool may have used it (its timings are not CPU-only)."]
     return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------- examples picture
+# The methods of the 1:1 crops (issue #14 asks for Telea, ShiftMap, smooth and texture; auto is what
+# `aetool inpaint` does by default).
+EXAMPLE_CROP_METHODS = ["telea", "shiftmap", "aetool-smooth", "aetool-texture", "aetool"]
+EXAMPLE_WHOLE_METHODS = BASELINES + ["aetool-smooth", "aetool-texture", "aetool"]  # the whole-image rows
+
+
 def _font(size: int = 13):
     from PIL import ImageFont
 
@@ -429,7 +682,8 @@ def _font(size: int = 13):
         return ImageFont.load_default()
 
 
-def _panel(img: np.ndarray | None, title: str, size: tuple[int, int], font) -> "Image.Image":
+def _panel(img: np.ndarray | None, title: str, size: tuple[int, int], placeholder: str = "no output"):
+    """A titled panel: `img` at 1:1 when it already has `size` (w, h), else resized (Lanczos)."""
     from PIL import Image, ImageDraw
 
     w, h = size
@@ -438,44 +692,91 @@ def _panel(img: np.ndarray | None, title: str, size: tuple[int, int], font) -> "
     draw = ImageDraw.Draw(out)
     if img is None:
         draw.rectangle((0, title_h, w - 1, h + title_h - 1), fill=(200, 200, 200))
-        draw.text((8, title_h + h // 2 - 8), "no output", fill="black", font=font)
+        draw.text((8, title_h + h // 2 - 8), placeholder, fill="black", font=_font())
     else:
-        out.paste(Image.fromarray(img).resize((w, h), Image.LANCZOS), (0, title_h))
-    draw.text((4, 3), title, fill="black", font=font)
+        im = Image.fromarray(img)
+        out.paste(im if im.size == (w, h) else im.resize((w, h), Image.LANCZOS), (0, title_h))
+    for font_size in (13, 12, 11, 10, 9):  # the largest font in which the title fits the panel
+        font = _font(font_size)
+        if draw.textlength(title, font=font) <= w - 6:
+            break
+    draw.text((3, 3), title, fill="black", font=font)
     return out
+
+
+def crop_window(mask: np.ndarray, kind: str, size: int = CROP) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the examples' 1:1 crop around the largest hole: centred on the
+    box's centre for a box, else on the missing pixel farthest from every known pixel (the thickest
+    part of a stroke; the first such pixel in raster order); shifted to lie inside the image."""
+    from scipy import ndimage
+
+    h, w = mask.shape
+    ch, cw = min(size, h), min(size, w)
+    if kind == "box":
+        ys, xs = np.nonzero(mask)
+        cy, cx = (ys.min() + ys.max() + 1) // 2, (xs.min() + xs.max() + 1) // 2
+    else:
+        cy, cx = np.unravel_index(np.argmax(ndimage.distance_transform_edt(mask)), mask.shape)
+    top = int(np.clip(cy - ch // 2, 0, h - ch))
+    left = int(np.clip(cx - cw // 2, 0, w - cw))
+    return top, left, ch, cw
+
+
+def _method_panel(m, out, clean, mask, methods, size, window=None):
+    if m not in methods:
+        return _panel(None, f"{SHORT[m]}: not run", size, "not run")
+    if out is None or out.shape != clean.shape:
+        return _panel(None, f"{SHORT[m]}: error", size, "error")
+    title = f"{SHORT[m]}: hole {psnr(clean[mask], out[mask]):.2f} dB"
+    if window is not None:
+        t, l, ch, cw = window
+        out = out[t:t + ch, l:l + cw]
+    return _panel(out, title, size)
 
 
 def write_examples(path: Path, name: str, clean: np.ndarray, masks: dict, outputs: dict, methods: list[str],
                    kinds: list[str]) -> None:
-    """One row per mask kind: input (holes in magenta), Telea, NS, aetool, original; each titled."""
+    """First one row per kind of TEXTURE_KINDS: 1:1 crops (input with the holes in magenta, the
+    methods of EXAMPLE_CROP_METHODS, original); then one row per mask kind of the whole image scaled
+    to PANEL_W (input, the methods of EXAMPLE_WHOLE_METHODS, original). Each method's panel is titled
+    with its hole PSNR over the whole image; a method that did not run or failed gets a grey panel
+    that says so."""
     from PIL import Image
 
     h, w = clean.shape[:2]
-    size = (PANEL_W, max(1, round(h * PANEL_W / w)))
-    font, gap = _font(), 6
+    gap = 6
     rows = []
+    for k in [k for k in TEXTURE_KINDS if k in kinds]:
+        mask = masks[k]
+        window = crop_window(mask, k)
+        t, l, ch, cw = window
+        shown = clean.copy()
+        shown[mask] = HOLE_COLOUR
+        row = [_panel(shown[t:t + ch, l:l + cw], f"{k}: 1:1 crop at x {l}, y {t}", (cw, ch))]
+        row += [_method_panel(m, outputs.get(k, {}).get(m), clean, mask, methods, (cw, ch), window)
+                for m in EXAMPLE_CROP_METHODS]
+        row.append(_panel(clean[t:t + ch, l:l + cw], f"original ({Path(name).stem})", (cw, ch)))
+        rows.append(row)
+    size = (PANEL_W, max(1, round(h * PANEL_W / w)))
     for k in kinds:
         mask = masks[k]
         shown = clean.copy()
         shown[mask] = HOLE_COLOUR
-        row = [_panel(shown, f"input, {k}: {100 * mask.mean():.1f}% missing", size, font)]
-        for m in ("telea", "ns", "aetool"):
-            out = outputs.get(k, {}).get(m)
-            if m not in methods:
-                title, out = f"{label(m)}: not run", None
-            elif out is None or out.shape != clean.shape:
-                title, out = f"{label(m)}: error", None
-            else:
-                title = f"{label(m)}: hole {psnr(clean[mask], out[mask]):.2f} dB"
-            row.append(_panel(out, title, size, font))
-        row.append(_panel(clean, f"original ({Path(name).stem})", size, font))
+        row = [_panel(shown, f"input, {k}: {100 * mask.mean():.1f}% missing", size)]
+        row += [_method_panel(m, outputs.get(k, {}).get(m), clean, mask, methods, size)
+                for m in EXAMPLE_WHOLE_METHODS]
+        row.append(_panel(clean, f"original ({Path(name).stem})", size))
         rows.append(row)
-    pw, ph = rows[0][0].size
-    sheet = Image.new("RGB", (len(rows[0]) * pw + (len(rows[0]) - 1) * gap, len(rows) * ph + (len(rows) - 1) * gap),
-                      "white")
-    for r, row in enumerate(rows):
-        for c, p in enumerate(row):
-            sheet.paste(p, (c * (pw + gap), r * (ph + gap)))
+    widths = [sum(p.size[0] for p in row) + gap * (len(row) - 1) for row in rows]
+    heights = [max(p.size[1] for p in row) for row in rows]
+    sheet = Image.new("RGB", (max(widths), sum(heights) + gap * (len(rows) - 1)), "white")
+    y = 0
+    for row, rh in zip(rows, heights):
+        x = 0
+        for p in row:
+            sheet.paste(p, (x, y))
+            x += p.size[0] + gap
+        y += rh + gap
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path, optimize=True)
 
@@ -486,8 +787,12 @@ def main(argv=None) -> int:
     info = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
             "command": shlex.join([sys.executable] + (sys.argv if argv is None else [__file__, *argv])),
             "data": str(args.data.resolve()), "limit": args.limit, "sets": args.sets, "kinds": args.kinds,
-            "methods": args.methods, "repeats": args.repeats, "model": args.model, "radius": 5}
-    if "aetool" in args.methods:
+            "methods": args.methods, "repeats": args.repeats, "model": args.model, "radius": 5,
+            "aetool_fill": {m: f or "auto (the default)" for m, f in AETOOL_FILL.items() if m in args.methods},
+            "xphoto": {"fsr": "INPAINT_FSR_FAST, 8-bit BGR", "shiftmap": "INPAINT_SHIFTMAP, 8-bit CIE Lab"},
+            "patch_realism": {"patch": PATCH, "max_queries": MAX_QUERIES, "max_references": MAX_REFERENCES,
+                              "query_seed": QUERY_SEED}}
+    if any(m in AETOOL_FILL for m in args.methods):
         info["model_description"] = describe_model(args)
         info["aetool_cpu_precision"] = cpu_precision()
     work = args.work or Path(tempfile.mkdtemp(prefix="inpaint-bench-"))
@@ -528,7 +833,9 @@ def main(argv=None) -> int:
                         example["outputs"].setdefault(kind, {})[method] = read_output(
                             out, images[0][0], reported_outputs(run.stdout)) if not run.error else None
                     msg = cell.get("error") or (f"hole PSNR {cell['hole_psnr']:.2f} dB, PSNR {cell['psnr']:.2f} dB, "
-                                                f"SSIM {cell['ssim']:.4f}, {cell['s_per_mp']:.3f} s/MP")
+                                                f"SSIM {cell['ssim']:.4f}, gradient energy "
+                                                f"{cell['gradient_energy_ratio']:.3f}, patch realism "
+                                                f"{cell['patch_realism_ratio']:.3f}, {cell['s_per_mp']:.3f} s/MP")
                     print(f"{name} {kind} {method}: {msg}", file=sys.stderr, flush=True)
             if set_index == 0:
                 example["name"], example["clean"] = images[0]

@@ -11,6 +11,9 @@ from . import options as o
 from .common import handle_errors
 from .imagecmd import engine_options, run_image_command
 
+# Without torch: --help stays instant (aetool.tasks.inpaint imports torch only when it runs).
+from ..tasks.inpaint import FILLS, TEXTURE_MIN_WIDTH  # noqa: E402
+
 # "\b" keeps click from rewrapping the examples: each line is printed as written (under 80 columns).
 EPILOG = """Examples:
 
@@ -23,6 +26,9 @@ EPILOG = """Examples:
 \b
   # transparent pixels are the holes
   aetool inpaint cutouts/ --mask alpha -o filled/
+\b
+  # remove an object: texture from the rest of the photo, not a smooth smudge
+  aetool inpaint street.jpg --mask sign.png --dilate 4 --fill texture -o clean.jpg
 \b
   # holes painted in magenta, grown by 2 pixels
   aetool inpaint shots/ --mask-color '#ff00ff' --tolerance 10 --dilate 2 \\
@@ -56,6 +62,14 @@ def inpaint_command(
     dilate: Annotated[int, typer.Option(min=0, max=256, metavar="N",
                                         help="Grow the holes by N pixels (masks drawn tight "
                                         "leave a rim of the defect).")] = 0,
+    fill: Annotated[str, typer.Option("--fill", metavar="auto|smooth|texture",
+                                      help="smooth: the network's fill (best for scratches, dust, text); "
+                                      "texture: texture copied from the rest of the image, guided by the "
+                                      "network (object removal); auto: texture for holes at least "
+                                      f"{TEXTURE_MIN_WIDTH} px wide, smooth for thinner ones.")] = "auto",
+    seed: Annotated[int, typer.Option(min=0, metavar="N",
+                                      help="Random seed of the texture synthesis: the same seed gives "
+                                      "the same pixels; another seed, another texture.")] = 0,
     model: Annotated[Optional[str], typer.Option("--model", "-m", metavar="NAME|FILE",
                                                  help="Model name (see `aetool models`) or a "
                                                  ".safetensors file from `aetool train inpaint`.",
@@ -66,6 +80,8 @@ def inpaint_command(
     from ..errors import UsageError
     from ..masks import mask_options
 
+    if fill not in FILLS:
+        raise UsageError(f"--fill must be one of {', '.join(FILLS)}, got '{fill}'")
     opts = engine_options(args)
     masks = mask_options(mask, mask_dir, mask_suffix, mask_color, tolerance, dilate)
     from ..registry import default_model, find_card
@@ -81,7 +97,7 @@ def inpaint_command(
         from ..tasks.inpaint import Inpainter
 
         source = MaskSource(masks)
-        inp = Inpainter(model, opts)
+        inp = Inpainter(model, opts, fill=fill, seed=seed)
         return lambda pic, item: inp.picture(pic, source.mask_for(item, pic), drop_alpha=masks.from_alpha)
 
     run_image_command("inpaint", inputs, output, args, opts, make_processor)

@@ -3,7 +3,13 @@ autoencoder; every other pixel comes back exactly as it was.
 
 `Inpainter` loads the model and fills (H, W, C) float arrays, running the network only on crops
 around the holes (`hole_boxes`); the command line runs its `picture` for every file. `inpaint()`
-is the Python API for one PIL image, numpy array or torch tensor and a mask."""
+is the Python API for one PIL image, numpy array or torch tensor and a mask.
+
+Fill modes: `smooth` is the network's fill (the best PSNR; right for scratches, dust and text);
+`texture` then puts texture back into each hole by exemplar-based synthesis from the known pixels
+of the same image, guided by the network's fill (aetool.texture; for removing objects); `auto`
+gives texture to the holes at least TEXTURE_MIN_WIDTH pixels wide and the smooth fill to the
+others."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -17,6 +23,11 @@ from ..registry import default_model, find_card, load_model, verify_model
 from .cache import _cached
 from .convert import _apply
 
+FILLS = ("auto", "smooth", "texture")
+# `auto`: holes at least this wide (twice the largest distance from a hole pixel to a known
+# pixel) get texture. Measured on training photos (benchmarks/inpaint_fill_width.py).
+TEXTURE_MIN_WIDTH = 16
+
 
 class Inpainter:
     """Fills holes (mask True) of (H, W, C) float32 arrays in [0, 1]; every other pixel is returned
@@ -29,7 +40,11 @@ class Inpainter:
 
     CELL = 32  # hole bookkeeping grid, a multiple of the model's downsampling factor
 
-    def __init__(self, model: str | None = None, options: EngineOptions | None = None):
+    def __init__(self, model: str | None = None, options: EngineOptions | None = None, fill: str = "auto",
+                 seed: int = 0):
+        if fill not in FILLS:
+            raise UsageError(f"fill must be one of {', '.join(FILLS)}, got '{fill}'")
+        self.fill, self.seed = fill, int(seed)
         self.runner = Runner(options)
         self.card = find_card(model) if model is not None else default_model("inpaint", 3)
         if self.card.task != "inpaint":
@@ -44,7 +59,7 @@ class Inpainter:
         return self._model
 
     def __call__(self, pixels: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, dict]:
-        info = {"model": self.card.name, "hole_pixels": int(mask.sum())}
+        info = {"model": self.card.name, "fill": self.fill, "hole_pixels": int(mask.sum())}
         if not mask.any():
             return pixels, info
         c = pixels.shape[2]
@@ -56,10 +71,47 @@ class Inpainter:
             filled = self._fill(work[y0:y1, x0:x1], mask[y0:y1, x0:x1])
             take = mask[y0:y1, x0:x1] & own
             out[y0:y1, x0:x1][take] = filled[take]
+        if self.fill != "smooth":
+            info["textured_holes"] = self._texture(out, mask)
         if c == 1:
             out = out.mean(axis=2, keepdims=True)
         out = np.where(mask[..., None], np.clip(out, 0.0, 1.0), pixels)  # known pixels: bit for bit
         return out.astype(np.float32), info
+
+    def _texture(self, out: np.ndarray, mask: np.ndarray) -> int:
+        """Texture for the hole pixels that the fill mode picks, in place on the smooth fill `out`;
+        returns how many separate regions got it. `auto` picks the parts of the holes at least
+        TEXTURE_MIN_WIDTH pixels wide (a morphological opening: a thin scratch running into a big
+        hole keeps its smooth fill). Each group of nearby regions is synthesized in a crop wide
+        enough to hold texture to copy (three times the hole's depth, at least 48 pixels); the
+        other holes of the crop are no source of texture."""
+        from scipy import ndimage
+
+        from ..masks import grow, shrink
+        from ..texture import hole_depth, synthesize
+
+        if mask.all():  # nothing known: no texture to copy
+            return 0
+        if self.fill == "texture":
+            textured = mask
+        else:
+            radius = TEXTURE_MIN_WIDTH // 2
+            textured = mask & grow(shrink(mask, radius), radius)
+        if not textured.any():
+            return 0
+        h, w = mask.shape
+        margin = max(48, 3 * hole_depth(textured))
+        groups, count = ndimage.label(grow(textured, margin), structure=np.ones((3, 3), bool))
+        regions = 0
+        for k, (ys, xs) in enumerate(ndimage.find_objects(groups), start=1):
+            crop = (slice(max(0, ys.start), min(h, ys.stop)), slice(max(0, xs.start), min(w, xs.stop)))
+            hole = textured[crop] & (groups[crop] == k)
+            regions += ndimage.label(hole, structure=np.ones((3, 3), bool))[1]
+            # The seed of a crop: the user's seed and the crop's place, so that one hole's texture
+            # does not depend on how many holes came before it.
+            seed = [self.seed, crop[0].start, crop[1].start]
+            out[crop] = synthesize(out[crop], hole, out[crop], seed=seed, unknown=mask[crop])
+        return regions
 
     @property
     def margin(self) -> int:
@@ -141,13 +193,17 @@ def hole_boxes(mask: np.ndarray, margin: int, cell: int) -> list[tuple[tuple[int
 
 
 def inpaint(image, mask, dilate: int = 0, model: str | None = None, device: str = "auto",
-            tile: int | None = None, precision: str = "auto"):
+            tile: int | None = None, precision: str = "auto", fill: str = "auto", seed: int = 0):
     """Fill the holes of one image. mask: a boolean or 0/non-zero (H, W) array (numpy, or a PIL
-    image), True / non-zero = fill; `dilate` grows it by N pixels. Takes and returns the same kinds
+    image), True / non-zero = fill; `dilate` grows it by N pixels. fill: "auto" (texture for holes
+    at least TEXTURE_MIN_WIDTH pixels wide, the smooth fill for thinner ones), "smooth" (the
+    network's fill: best for scratches and dust) or "texture" (object removal); seed: the texture
+    synthesis's random seed (the same seed gives the same pixels). Takes and returns the same kinds
     as `denoise`; pixels outside the mask come back unchanged, alpha passes through.
 
         from aetool import inpaint
         clean = inpaint(pil_image, mask=pil_mask, dilate=3)
+        removed = inpaint(pil_image, mask=object_mask, fill="texture", seed=1)
     """
     from ..masks import grow
 
@@ -155,7 +211,7 @@ def inpaint(image, mask, dilate: int = 0, model: str | None = None, device: str 
     if m.ndim == 3:
         m = m.max(axis=2)
     m = grow(m > 0, dilate)
-    inp = _cached(Inpainter, model, device, tile, precision)
+    inp = _cached(Inpainter, model, device, tile, precision, fill=fill, seed=seed)
 
     def run(colour, alpha):
         if m.shape != colour.shape[:2]:
