@@ -636,7 +636,7 @@ def report(args, info, counts, coverage, results, target_rows) -> str:
     if extra := notes(results, args.methods, sets, args.kinds):
         lines += [""] + extra
     lines += ["", "### Targets", "",
-              "Per set (not averaged over sets). (1)-(3), the first inpainting issue's, for aetool's defaults: "
+              "Per set (not averaged over sets). (1)-(3), the first inpainting issue's, for aetool's smooth fill (the fill they were set for): "
               "hole PSNR at least the better of Telea and NS plus 1.5 dB (thick strokes, box) or 0.5 dB (thin "
               "strokes); whole-image SSIM not below the better of them for any kind. (4)-(7), issue #14: with "
               f"`--fill texture` on thick strokes and boxes, gradient-energy ratio ≥ {MIN_GRADIENT_ENERGY} and "
