@@ -154,7 +154,8 @@ def inpaint_case():
     mask[40:64, 100:130] = True  # a box over an edge of the blue rectangle
     for k in range(6):  # strokes across the texture, the disc and the text-like bars
         mask[20 + 22 * k:26 + 22 * k, 10 + 8 * k:90 + 8 * k] = True
-    out, _ = Inpainter(None, EngineOptions(device="cpu"))(clean.astype(np.float32) / 255, mask)
+    # The network's own fill (the model is what this tests; the texture fill has its own test).
+    out, _ = Inpainter(None, EngineOptions(device="cpu"), fill="smooth")(clean.astype(np.float32) / 255, mask)
 
     def hole(img):
         return 10 * np.log10(255 ** 2 / np.mean((img[mask].astype(np.float64) - clean[mask]) ** 2))
@@ -170,6 +171,32 @@ def test_shipped_inpainter_beats_a_mean_colour_fill_without_a_halo(inpaint_case)
     border = mask[:, 1:] != mask[:, :-1]
     step = lambda img: np.abs(img[:, 1:].astype(np.float64) - img[:, :-1])[border].mean()  # noqa: E731
     assert step(filled) <= MAX_SEAM_RATIO * step(clean), (step(filled), step(clean))
+
+
+def seam_ratio(clean, mask, fill) -> float:
+    """Mean step across the hole border of `fill`'s output, over the original's."""
+    from aetool.tasks.inpaint import Inpainter
+
+    out, _ = Inpainter(None, EngineOptions(device="cpu"), fill=fill)(clean.astype(np.float32) / 255, mask)
+    filled = np.round(out * 255)
+    np.testing.assert_array_equal(filled[~mask], clean[~mask])
+    border = mask[:, 1:] != mask[:, :-1]
+    step = lambda img: np.abs(img[:, 1:].astype(np.float64) - img[:, :-1])[border].mean()  # noqa: E731
+    return step(filled) / step(clean)
+
+
+def test_shipped_inpainter_auto_fill_has_no_strong_seam(inpaint_case):
+    """The default fill (texture in the box, smooth strokes): across the hole border, neighbouring
+    pixels differ at most 1.5x as much as in the original (measured 1.26; smooth alone: 1.2)."""
+    clean, mask, _, _ = inpaint_case
+    assert seam_ratio(clean, mask, "auto") <= 1.5
+
+
+@pytest.mark.xfail(strict=True, reason="known gap (session 10): --fill texture on 6-px strokes leaves "
+                   "visible seams, 1.84x the original's step across the border")
+def test_shipped_inpainter_texture_fill_on_thin_strokes_has_no_strong_seam(inpaint_case):
+    clean, mask, _, _ = inpaint_case
+    assert seam_ratio(clean, mask, "texture") <= 1.5
 
 
 @pytest.mark.xfail(strict=True, reason="known gap (session 3): the shipped inpainter, 6,000 CPU steps, "

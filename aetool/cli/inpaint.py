@@ -28,7 +28,8 @@ EPILOG = """Examples:
   aetool inpaint cutouts/ --mask alpha -o filled/
 \b
   # remove an object: texture from the rest of the photo, not a smooth smudge
-  aetool inpaint street.jpg --mask sign.png --dilate 4 --fill texture -o clean.jpg
+  aetool inpaint street.jpg --mask sign.png --dilate 4 --fill texture \\
+      -o clean.jpg
 \b
   # holes painted in magenta, grown by 2 pixels
   aetool inpaint shots/ --mask-color '#ff00ff' --tolerance 10 --dilate 2 \\
