@@ -89,7 +89,7 @@ def grow(mask: np.ndarray, pixels: int) -> np.ndarray:
 
     # Separable running maximum: its cost does not grow with `pixels` (Pillow's MaxFilter took
     # 2 s for the 96-pixel erosion of one crop that inpainting needs).
-    return ndimage.maximum_filter(mask.astype(bool), size=2 * pixels + 1, mode="nearest")
+    return ndimage.maximum_filter(np.asarray(mask, bool), size=2 * pixels + 1, mode="nearest")
 
 
 def shrink(mask: np.ndarray, pixels: int) -> np.ndarray:

@@ -69,7 +69,7 @@ class _Level:
 
         self.h, self.w = hole.shape
         self.r = r
-        self.wp = self.w + 2 * r
+        self.hp, self.wp = self.h + 2 * r, self.w + 2 * r
         self.image = image  # (h, w, 3): known pixels; the estimate in the holes
         self.hole = hole  # pixels this synthesis fills
         self.fill = fill  # pixels that take part (hole of the region)
@@ -119,6 +119,14 @@ class _Level:
             d[i:i + step] = ((s - t[:, None]) ** 2).sum(dim=(2, 3))
         return d.reshape(sources.shape)
 
+    def dense(self, sources) -> "torch.Tensor":
+        """The match of every padded pixel that is a target, -1 elsewhere."""
+        import torch
+
+        out = torch.full((self.hp * self.wp,), -1, dtype=torch.int64)
+        out[self.targets] = sources
+        return out
+
     def random_sources(self, n: int, rng: np.random.Generator):
         import torch
 
@@ -134,11 +142,10 @@ def _search(level: _Level, sources, rng: np.random.Generator, passes: int, radiu
 
     n = len(level.targets)
     best = level.distance(sources)
-    hp = level.h + 2 * level.r
-    dense = torch.full((hp * level.wp,), -1, dtype=torch.int64)
+    hp = level.hp
     for _ in range(passes):
         cands = []
-        dense[level.targets] = sources
+        dense = level.dense(sources)
         for jump in jumps:
             for step in (jump, -jump, jump * level.wp, -jump * level.wp):
                 neighbour = dense[(level.targets + step).clamp(0, len(dense) - 1)]
@@ -170,9 +177,7 @@ def _vote(level: _Level, sources, values, radius: int | None = None) -> np.ndarr
     patches whose centre lies within `radius` of it, when given)."""
     import torch
 
-    hp = level.h + 2 * level.r
-    dense = torch.full((hp * level.wp,), -1, dtype=torch.int64)
-    dense[level.targets] = sources
+    dense = level.dense(sources)
     acc = torch.zeros((len(level.fill_flat), values.shape[1]), dtype=torch.float32)
     count = torch.zeros(len(level.fill_flat), dtype=torch.float32)
     offsets = level.offsets
@@ -194,14 +199,10 @@ def _upsample_sources(coarse: _Level, sources, fine: _Level, rng: np.random.Gene
 
     ty, tx = fine.targets // fine.wp - fine.r, fine.targets % fine.wp - fine.r
     cy, cx = (ty // 2).clamp(max=coarse.h - 1), (tx // 2).clamp(max=coarse.w - 1)
-    hpc = coarse.h + 2 * coarse.r
-    dense = torch.full((hpc * coarse.wp,), -1, dtype=torch.int64)
-    dense[coarse.targets] = sources
-    parent = dense[(cy + coarse.r) * coarse.wp + cx + coarse.r]
+    parent = coarse.dense(sources)[(cy + coarse.r) * coarse.wp + cx + coarse.r]
     py, px = parent // coarse.wp - coarse.r, parent % coarse.wp - coarse.r
     fy, fx = 2 * py + ty % 2 + fine.r, 2 * px + tx % 2 + fine.r
-    hpf = fine.h + 2 * fine.r
-    cand = fy.clamp(0, hpf - 1) * fine.wp + fx.clamp(0, fine.wp - 1)
+    cand = fy.clamp(0, fine.hp - 1) * fine.wp + fx.clamp(0, fine.wp - 1)
     ok = (parent >= 0) & fine.valid[cand]
     return torch.where(ok, cand, fine.random_sources(len(fine.targets), rng))
 
@@ -255,7 +256,7 @@ def synthesize(image: np.ndarray, hole: np.ndarray, guide: np.ndarray, seed: int
                 level.update(filled)
                 rounds, passes, radius, jumps = em_passes[1], search_passes[1], fine_radius, (1, 2)
             for _ in range(rounds):
-                sources, _dist = _search(level, sources, rng, passes, radius, jumps)
+                sources, _ = _search(level, sources, rng, passes, radius, jumps)
                 filled = level.image.copy()
                 filled[h] = _vote(level, sources, level.pixels)
                 level.update(filled)

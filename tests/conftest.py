@@ -2,8 +2,25 @@
 engine tests run in seconds and never read ../shared."""
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
+
+
+def load_benchmark(name: str):
+    """benchmarks/NAME.py as a module. benchmarks/ is not a package and not on sys.path under
+    pytest (only tests/ is, for conftest): the script is loaded by its path; it puts benchmarks/
+    on sys.path itself for its `common` import."""
+    module = f"aetool_bench_{name}"
+    if module not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(module, path)
+        sys.modules[module] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[module])
+    return sys.modules[module]
 
 
 def structured_image(h: int = 96, w: int = 128, channels: int = 3, seed: int = 0) -> np.ndarray:

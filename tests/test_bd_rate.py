@@ -1,21 +1,14 @@
 """The Bjontegaard delta rate of benchmarks/compress.py (`bd_rate`): pure numpy, no data, no model."""
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-# benchmarks/ is not a package and not on sys.path under pytest (only tests/ is, for conftest):
-# load the script by its path. It puts benchmarks/ on sys.path itself for its `common` import.
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "compress.py"
-_spec = importlib.util.spec_from_file_location("aetool_bench_compress", _PATH)
-bench = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = bench
-_spec.loader.exec_module(bench)
+from conftest import load_benchmark
+
+bench = load_benchmark("compress")
 bd_rate = bench.bd_rate
 
 # A JPEG-like rate-distortion curve: bpp and PSNR (dB) of 9 points.

@@ -2,21 +2,13 @@
 synthetic textures made here: no data, no model, no OpenCV."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy import ndimage
 
-# benchmarks/ is not a package and not on sys.path under pytest (only tests/ is, for conftest):
-# load the script by its path. It puts benchmarks/ on sys.path itself for its `common` import.
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "inpaint.py"
-_spec = importlib.util.spec_from_file_location("aetool_bench_inpaint", _PATH)
-bench = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = bench
-_spec.loader.exec_module(bench)
+from conftest import load_benchmark
+
+bench = load_benchmark("inpaint")
 gradient_energy_ratio = bench.gradient_energy_ratio
 patch_realism_ratio = bench.patch_realism_ratio
 

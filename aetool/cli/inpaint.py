@@ -12,7 +12,7 @@ from .common import handle_errors
 from .imagecmd import engine_options, run_image_command
 
 # Without torch: --help stays instant (aetool.tasks.inpaint imports torch only when it runs).
-from ..tasks.inpaint import FILLS, TEXTURE_MIN_WIDTH  # noqa: E402
+from ..tasks.inpaint import TEXTURE_MIN_WIDTH, check_fill  # noqa: E402
 
 # "\b" keeps click from rewrapping the examples: each line is printed as written (under 80 columns).
 EPILOG = """Examples:
@@ -81,8 +81,7 @@ def inpaint_command(
     from ..errors import UsageError
     from ..masks import mask_options
 
-    if fill not in FILLS:
-        raise UsageError(f"--fill must be one of {', '.join(FILLS)}, got '{fill}'")
+    check_fill(fill)
     opts = engine_options(args)
     masks = mask_options(mask, mask_dir, mask_suffix, mask_color, tolerance, dilate)
     from ..registry import default_model, find_card

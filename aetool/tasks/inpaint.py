@@ -31,6 +31,13 @@ FILLS = ("auto", "smooth", "texture")
 TEXTURE_MIN_WIDTH = 16
 
 
+def check_fill(fill: str) -> str:
+    """The fill mode, or a usage error naming the choices (the CLI calls it before any file)."""
+    if fill not in FILLS:
+        raise UsageError(f"--fill must be one of {', '.join(FILLS)}, got '{fill}'")
+    return fill
+
+
 class Inpainter:
     """Fills holes (mask True) of (H, W, C) float32 arrays in [0, 1]; every other pixel is returned
     exactly as it was.
@@ -44,9 +51,7 @@ class Inpainter:
 
     def __init__(self, model: str | None = None, options: EngineOptions | None = None, fill: str = "auto",
                  seed: int = 0):
-        if fill not in FILLS:
-            raise UsageError(f"fill must be one of {', '.join(FILLS)}, got '{fill}'")
-        self.fill, self.seed = fill, int(seed)
+        self.fill, self.seed = check_fill(fill), int(seed)
         self.runner = Runner(options)
         self.card = find_card(model) if model is not None else default_model("inpaint", 3)
         if self.card.task != "inpaint":
@@ -103,7 +108,7 @@ class Inpainter:
             return 0
         h, w = mask.shape
         margin = max(48, 3 * hole_depth(textured))
-        groups, count = ndimage.label(grow(textured, margin), structure=np.ones((3, 3), bool))
+        groups, _ = ndimage.label(grow(textured, margin), structure=np.ones((3, 3), bool))
         regions = 0
         for k, (ys, xs) in enumerate(ndimage.find_objects(groups), start=1):
             crop = (slice(max(0, ys.start), min(h, ys.stop)), slice(max(0, xs.start), min(w, xs.stop)))
