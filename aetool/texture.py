@@ -24,8 +24,9 @@ from __future__ import annotations
 import numpy as np
 
 PATCH = 7  # patch side; 7 is the usual size for photographic texture (Wexler, PatchMatch)
-GUIDE_WEIGHT = 2.0  # weight of the blurred guide against the pixels in the patch distance (training
-# photos: 2 kept 0.87 of the gradient energy at -0.08 dB against 1, which kept 0.69)
+GUIDE_WEIGHT = 2.0  # weight of the blurred guide against the pixels in the patch distance
+# (benchmarks/texture_params.py, training photos: 2 kept 0.87 of the gradient energy at -0.08 dB
+# against 1, which kept 0.69)
 GUIDE_SIGMA = 2.0  # blur of the guide (pixels at each level): structure, not texture
 FINAL_RADIUS = 0  # the last vote: only patches centred this close (0: each pixel its own match; 1 halved
 # the gradient energy on training photos: the matches of neighbours disagree, and a mean blurs)
@@ -263,7 +264,8 @@ def synthesize(image: np.ndarray, hole: np.ndarray, guide: np.ndarray, seed: int
             coarse = level
         # Each pixel takes the centre of its own patch's match (no averaging, which would blur the
         # texture again), and the low frequencies come back from the guide: the network's
-        # structure with the exemplars' detail (Bertalmio et al.). Measured on training photos,
+        # structure with the exemplars' detail (Bertalmio et al.). Measured on training photos
+        # (a scan like benchmarks/texture_params.py's),
         # box and thick holes: 0.6 dB of hole PSNR back against the pure copy, at 90 % of its
         # gradient energy.
         copied = level.image.copy()
