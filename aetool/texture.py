@@ -32,6 +32,10 @@ FINAL_RADIUS = 0  # the last vote: only patches centred this close (0: each pixe
 # the gradient energy on training photos: the matches of neighbours disagree, and a mean blurs)
 CHUNK = 1 << 20  # patch pixels gathered at once by a distance computation (~25 MB of features)
 STRUCTURE_SIGMA = 2.0  # below this scale (pixels) the fill is the exemplars', above it the guide's
+FEATHER = 1  # hole pixels this close to the border blend from the guide into the copy (1: the
+# border ring is half each). benchmarks/texture_params.py, training photos: +0.09 dB and 0.82 of the
+# gradient energy kept against 0.87 without; 2 kept 0.76. On the generated seam test picture
+# (tests/test_models.py) the step across the border of 6-px strokes fell from 1.84x the original's to 1.11x.
 
 
 def hole_depth(mask: np.ndarray) -> int:
@@ -211,7 +215,8 @@ def _upsample_sources(coarse: _Level, sources, fine: _Level, rng: np.random.Gene
 def synthesize(image: np.ndarray, hole: np.ndarray, guide: np.ndarray, seed: int | list[int] = 0,
                unknown: np.ndarray | None = None, em_passes: tuple[int, int] = (4, 1),
                search_passes: tuple[int, int] = (2, 1), fine_radius: int = 4,
-               structure_sigma: float | None = STRUCTURE_SIGMA, final_radius: int = FINAL_RADIUS) -> np.ndarray:
+               structure_sigma: float | None = STRUCTURE_SIGMA, final_radius: int = FINAL_RADIUS,
+               feather: int = FEATHER) -> np.ndarray:
     """Fill `hole` of `image` ((H, W, 3) float32 in [0, 1]) with patches of its known pixels.
 
     guide: the same image with its holes filled smoothly (the network's fill); its blur is part
@@ -276,5 +281,12 @@ def synthesize(image: np.ndarray, hole: np.ndarray, guide: np.ndarray, seed: int
             sigma = (structure_sigma, structure_sigma, 0)
             low = ndimage.gaussian_filter(np.where(hole[..., None], guide, image), sigma, mode="reflect")
             copied[hole] = (low + copied - ndimage.gaussian_filter(copied, sigma, mode="reflect"))[hole]
+        if feather:
+            from scipy import ndimage
+
+            # The copy fades in over the first `feather` pixels inside the hole: the guide meets
+            # the known pixels without a step, the copied detail does not.
+            weight = np.minimum(1.0, ndimage.distance_transform_cdt(hole, metric="chessboard") / (feather + 1))
+            copied = guide + weight[..., None] * (copied - guide)
         out[hole] = np.clip(copied[hole], 0.0, 1.0)
     return out
