@@ -248,6 +248,17 @@ def test_texture_fill_puts_detail_back_where_smooth_fill_is_flat(textured, tiny_
     assert ratios["texture"] > 0.6 and ratios["auto"] > 0.6, ratios
 
 
+def test_texture_fill_of_a_grey_image(textured, tiny_inpainter):
+    from aetool.engine import EngineOptions
+    from aetool.tasks.inpaint import Inpainter
+
+    img, holes, mask = (x[..., :1] if x.ndim == 3 else x for x in textured)
+    out, info = Inpainter(str(tiny_inpainter), EngineOptions(device="cpu"), fill="texture")(holes, mask)
+    assert out.shape == holes.shape and info["textured_holes"] == 1
+    np.testing.assert_array_equal(out[~mask], holes[~mask])
+    assert gradient_energy_ratio(img, out, mask) > 0.6
+
+
 def test_texture_fill_is_deterministic_for_a_seed(textured, tiny_inpainter):
     from aetool.engine import EngineOptions
     from aetool.tasks.inpaint import Inpainter
@@ -337,3 +348,27 @@ def test_thin_masks_cost_the_holes_not_the_image(tiny_inpainter):
     mask[600:604, 600:660] = mask[2000:2004, 100:160] = mask[900:904, 3000:3060] = True
     inp(img, mask)
     assert len(seen) == 6 and sum(seen) <= 2.2 * sum(seen[:3])
+
+
+def test_texture_of_a_few_holes_costs_the_holes_not_the_image(tiny_inpainter, monkeypatch):
+    """Two boxes on a 12 MP image: texture is synthesized in two crops around them (three times
+    their depth, on the cell grid), and a box's texture is the same with or without the other."""
+    import aetool.texture
+    from aetool.engine import EngineOptions
+    from aetool.tasks.inpaint import Inpainter
+
+    h, w = 3000, 4000
+    img = np.tile(texture_image(size=200), (h // 200, w // 200, 1))
+    mask = np.zeros((h, w), bool)
+    mask[1000:1030, 1000:1030] = True
+    inp = Inpainter(str(tiny_inpainter), EngineOptions(device="cpu"), fill="texture")
+    inp._predict = lambda crop, m: crop  # the network is not what this measures
+    real, crops = aetool.texture.synthesize, []
+    monkeypatch.setattr(aetool.texture, "synthesize",
+                        lambda image, *a, **k: crops.append(image.shape[:2]) or real(image, *a, **k))
+    alone, _ = inp(img, mask)
+    mask[2000:2030, 3000:3030] = True
+    both, info = inp(img, mask)
+    assert info["textured_holes"] == 2 and len(crops) == 3
+    assert all(ch * cw < 0.005 * h * w for ch, cw in crops), crops  # 192 x 192 each
+    np.testing.assert_array_equal(both[1000:1030, 1000:1030], alone[1000:1030, 1000:1030])
