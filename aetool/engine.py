@@ -41,6 +41,42 @@ class EngineOptions:
     batch_size: int = 0  # 0: auto
     workers: int = 0  # decode/encode threads; 0: auto
     max_pixels: int = DEFAULT_MAX_PIXELS
+    ensemble: int = 0  # 1, 2, 4 or 8 geometric transforms of each tile, outputs averaged (ENSEMBLES);
+    # 0: the task's default (1, but the inpainter's is tasks.inpaint.ENSEMBLE)
+
+
+# Self-ensemble (Lim et al., "Enhanced Deep Residual Networks for Single Image Super-Resolution",
+# CVPRW 2017): the model also runs on flipped (2, 4) and transposed (8) copies of each tile, and
+# the outputs, transformed back, are averaged. Only for models whose output is an image aligned
+# with their input.
+ENSEMBLES = (1, 2, 4, 8)
+ORDER = (0, 3, 1, 2, 4, 7, 5, 6)  # bit 0: left-right flip, bit 1: up-down flip, bit 2: transpose
+
+
+def check_ensemble(n: int) -> int:
+    if n not in ENSEMBLES + (0,):
+        raise UsageError(f"--ensemble must be one of {', '.join(map(str, ENSEMBLES))}, got {n}")
+    return n
+
+
+def ensembled(fn: Callable, x, n: int):
+    """The mean of fn over the first n of: identity, left-right flip, up-down flip, both, and the
+    same four transposed; each output transformed back."""
+    if n == 1:
+        return fn(x).float()
+    import torch
+
+    total = None
+    for k in ORDER[:n]:
+        t = x.flip(3) if k & 1 else x
+        t = t.flip(2) if k & 2 else t
+        t = t.transpose(2, 3) if k & 4 else t
+        y = fn(t.contiguous(memory_format=torch.channels_last)).float()
+        y = y.transpose(2, 3) if k & 4 else y
+        y = y.flip(2) if k & 2 else y
+        y = y.flip(3) if k & 1 else y
+        total = y if total is None else total + y
+    return total / n
 
 
 def parse_tile(value: str) -> int | None:
@@ -108,6 +144,7 @@ class Runner:
 
         self.options = options or EngineOptions()
         check_names(self.options.device, self.options.precision)
+        check_ensemble(self.options.ensemble)
         self.device = resolve_device(self.options.device)
         self.kind = self.device.split(":")[0]
         self.amp_dtype = autocast_dtype(self.options.precision, self.device)
@@ -153,14 +190,15 @@ class Runner:
 
     def _forward(self, fn: Callable, x):
         torch = self.torch
+        n = self.options.ensemble or 1
         with torch.inference_mode():
             if self.amp_dtype is not None:
                 with torch.autocast(self.kind, dtype=self.amp_dtype):
-                    y = fn(x).float()
+                    y = ensembled(fn, x, n)
                 if not torch.isfinite(y).all():
-                    y = fn(x.float()).float()  # half precision overflowed: redo in fp32
+                    y = ensembled(fn, x.float(), n)  # half precision overflowed: redo in fp32
             else:
-                y = fn(x).float()
+                y = ensembled(fn, x, n)
             if not torch.isfinite(y).all():  # clipped, NaN would be written as black: never an image
                 raise NonFiniteOutputError("the model produced NaN or infinite values even in fp32: its weights "
                                            "are damaged or its training diverged; re-train or restore it")

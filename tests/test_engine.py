@@ -77,6 +77,30 @@ def test_scale_and_channel_change_are_supported():
     np.testing.assert_allclose(full, tiled, atol=1e-5)
 
 
+@pytest.mark.parametrize("n", [2, 4, 8])
+def test_self_ensemble_averages_the_transformed_outputs(n):
+    """An output that moves with the input's flips and transposes comes back unchanged; one that
+    is biased to one side (a shift) comes back as the mean of the n shifts, tiled as untiled."""
+    import torch
+
+    img = structured_image(64, 96).astype(np.float32) / 255
+    same = Runner(EngineOptions(tile=0, ensemble=n)).run(lambda x: x * 0.5, img)
+    np.testing.assert_allclose(same, img * 0.5, atol=1e-6)
+
+    def shift(x):  # to the right by one pixel: a left-right flip turns it into a shift to the left
+        return torch.nn.functional.pad(x, (1, 0, 0, 0), mode="replicate")[..., :, :-1]
+
+    out = Runner(EngineOptions(tile=0, ensemble=n)).run(shift, img)
+    # ensemble order: identity, turn by 180 degrees, left-right flip, up-down flip, then the transposes
+    inner = np.s_[2:-2, 2:-2]
+    right, left = np.roll(img, 1, axis=1), np.roll(img, -1, axis=1)
+    down, up = np.roll(img, 1, axis=0), np.roll(img, -1, axis=0)
+    expected = {2: (right + left) / 2, 4: (right + left) / 2, 8: (right + left + down + up) / 4}[n]
+    np.testing.assert_allclose(out[inner], expected[inner], atol=1e-6)
+    tiled = Runner(EngineOptions(tile=64, overlap=32, ensemble=n)).run(shift, img)
+    np.testing.assert_allclose(tiled[inner], out[inner], atol=1e-6)
+
+
 def test_bad_engine_options():
     from aetool.engine import parse_tile
     from aetool.errors import UsageError
@@ -89,6 +113,8 @@ def test_bad_engine_options():
         Runner(EngineOptions(device="gpu"))
     with pytest.raises(UsageError):
         Runner(EngineOptions(precision="fp8"))
+    with pytest.raises(UsageError):
+        Runner(EngineOptions(ensemble=3))
 
 
 def test_tiles_are_spread_evenly():

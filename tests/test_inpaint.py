@@ -314,6 +314,29 @@ def test_fill_option_on_the_command_line(tmp_path, tiny_inpainter):
     assert r.exit_code == 2 and "--fill" in r.output
 
 
+def test_ensemble_option(tmp_path, tiny_inpainter):
+    """--ensemble: 2 by default (recorded in the JSON) or 1; anything but 1, 2, 4, 8 is a usage
+    error, on the command line and in the API. (What it gains: tests/test_models.py.)"""
+    from aetool import inpaint
+
+    img = texture_image()
+    Image.fromarray((img * 255).round().astype(np.uint8)).save(tmp_path / "t.png")
+    m = np.zeros((128, 128), np.uint8)
+    m[20:26, 10:120] = 255
+    Image.fromarray(m).save(tmp_path / "m.png")
+    for extra in ([], ["--ensemble", "1"]):
+        name = tmp_path / f"e{len(extra)}.png"
+        r = run("inpaint", tmp_path / "t.png", "--mask", tmp_path / "m.png", "-o", name, "--model", tiny_inpainter,
+                "--json", *extra)
+        assert r.exit_code == 0, r.output
+        assert json_lines(r.output)[0]["ensemble"] == (1 if extra else 2)
+        assert_known_pixels_kept(tmp_path / "t.png", name, m)
+    r = run("inpaint", tmp_path / "t.png", "--mask", tmp_path / "m.png", "-o", tmp_path / "x.png", "--ensemble", "3")
+    assert r.exit_code == 2 and "--ensemble" in r.output
+    with pytest.raises(Exception, match="ensemble"):
+        inpaint(img, mask=m, ensemble=5, model=str(tiny_inpainter))
+
+
 def test_python_api_fill_and_seed(textured, tiny_inpainter):
     from aetool import inpaint
 

@@ -12,7 +12,7 @@ from .common import handle_errors
 from .imagecmd import engine_options, run_image_command
 
 # Without torch: --help stays instant (aetool.tasks.inpaint imports torch only when it runs).
-from ..tasks.inpaint import TEXTURE_MIN_WIDTH, check_fill  # noqa: E402
+from ..tasks.inpaint import ENSEMBLE, TEXTURE_MIN_WIDTH, check_fill  # noqa: E402
 
 # "\b" keeps click from rewrapping the examples: each line is printed as written (under 80 columns).
 EPILOG = """Examples:
@@ -71,6 +71,10 @@ def inpaint_command(
     seed: Annotated[int, typer.Option(min=0, metavar="N",
                                       help="Random seed of the texture synthesis: the same seed gives "
                                       "the same pixels; another seed, another texture.")] = 0,
+    ensemble: Annotated[int, typer.Option(metavar="N",
+                                          help="Run the network on N flipped copies of each crop (1, 2, 4 "
+                                          "or 8) and average the fills: 2 (the default) fills better than "
+                                          "1 at twice the network's time; 4 and 8 gain little more.")] = ENSEMBLE,
     model: Annotated[Optional[str], typer.Option("--model", "-m", metavar="NAME|FILE",
                                                  help="Model name (see `aetool models`) or a "
                                                  ".safetensors file from `aetool train inpaint`.",
@@ -81,8 +85,12 @@ def inpaint_command(
     from ..errors import UsageError
     from ..masks import mask_options
 
+    from dataclasses import replace
+
+    from ..engine import check_ensemble
+
     check_fill(fill)
-    opts = engine_options(args)
+    opts = replace(engine_options(args), ensemble=check_ensemble(ensemble))
     masks = mask_options(mask, mask_dir, mask_suffix, mask_color, tolerance, dilate)
     from ..registry import default_model, find_card
 

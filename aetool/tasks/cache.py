@@ -10,10 +10,12 @@ from ..engine import EngineOptions
 _RUNNERS: dict[tuple, Any] = {}
 
 
-def _cached(cls, model: str | None, device: str, tile: int | None, precision: str, **settings):
+def _cached(cls, model: str | None, device: str, tile: int | None, precision: str, ensemble: int = 0,
+            **settings):
     """One Denoiser/Upscaler/Inpainter per settings, so that repeated API calls load a model once.
     `settings`: the runner's own keyword arguments (a denoiser's kind)."""
-    key = (cls, model, device, tile, precision, tuple(sorted(settings.items())))
+    key = (cls, model, device, tile, precision, ensemble, tuple(sorted(settings.items())))
     if key not in _RUNNERS:
-        _RUNNERS[key] = cls(model, EngineOptions(device=device, tile=tile, precision=precision), **settings)
+        options = EngineOptions(device=device, tile=tile, precision=precision, ensemble=ensemble)
+        _RUNNERS[key] = cls(model, options, **settings)
     return _RUNNERS[key]

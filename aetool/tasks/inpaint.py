@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..engine import EngineOptions, Runner
+from ..engine import EngineOptions, Runner, check_ensemble
 from ..errors import UsageError
 from ..imageio import Picture
 from ..registry import default_model, find_card, load_model, verify_model
@@ -29,6 +29,11 @@ FILLS = ("auto", "smooth", "texture")
 # up the smooth fill keeps under 15 % of the photo's gradient energy and texture over 60 %, at
 # 0.5-0.9 dB of hole PSNR; at 4-8 px the smooth fill keeps 20-30 % and texture gains less.
 TEXTURE_MIN_WIDTH = 16
+# The network runs on each crop and on the crop turned by 180 degrees, and the two fills are
+# averaged (the engine's self-ensemble): the shipped model fills towards one corner better than
+# towards the other, and the pair cancels that. benchmarks/inpaint_ensemble.py (training photos):
+# see docs/benchmarks.md for the gain per mask kind and the time.
+ENSEMBLE = 2
 
 
 def check_fill(fill: str) -> str:
@@ -51,8 +56,10 @@ class Inpainter:
 
     def __init__(self, model: str | None = None, options: EngineOptions | None = None, fill: str = "auto",
                  seed: int = 0):
+        """options: the engine's; their ensemble 0 (the default) means ENSEMBLE."""
         self.fill, self.seed = check_fill(fill), int(seed)
-        self.runner = Runner(options)
+        options = options or EngineOptions()
+        self.runner = Runner(replace(options, ensemble=options.ensemble or ENSEMBLE))
         self.card = find_card(model) if model is not None else default_model("inpaint", 3)
         if self.card.task != "inpaint":
             raise UsageError(f"model '{self.card.name}' is for the {self.card.task} task, not for inpainting")
@@ -66,7 +73,8 @@ class Inpainter:
         return self._model
 
     def __call__(self, pixels: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, dict]:
-        info = {"model": self.card.name, "fill": self.fill, "hole_pixels": int(mask.sum())}
+        info = {"model": self.card.name, "fill": self.fill, "ensemble": self.runner.options.ensemble,
+                "hole_pixels": int(mask.sum())}
         if not mask.any():
             return pixels, info
         # Only the hole pixels of the copy are written, crop by crop: a large photo with a few
@@ -214,12 +222,15 @@ def hole_boxes(mask: np.ndarray, margin: int, cell: int) -> list[tuple[tuple[int
 
 
 def inpaint(image, mask, dilate: int = 0, model: str | None = None, device: str = "auto",
-            tile: int | None = None, precision: str = "auto", fill: str = "auto", seed: int = 0):
+            tile: int | None = None, precision: str = "auto", fill: str = "auto", seed: int = 0,
+            ensemble: int = ENSEMBLE):
     """Fill the holes of one image. mask: a boolean or 0/non-zero (H, W) array (numpy, or a PIL
     image), True / non-zero = fill; `dilate` grows it by N pixels. fill: "auto" (texture for holes
     at least TEXTURE_MIN_WIDTH pixels wide, the smooth fill for thinner ones), "smooth" (the
     network's fill: best for scratches and dust) or "texture" (object removal); seed: the texture
-    synthesis's random seed (the same seed gives the same pixels). Takes and returns the same kinds
+    synthesis's random seed (the same seed gives the same pixels); ensemble: the network runs on 1,
+    2, 4 or 8 flipped copies of each crop and their fills are averaged (default ENSEMBLE = 2: better
+    fills at twice the network time; 1 is the fastest). Takes and returns the same kinds
     as `denoise`; pixels outside the mask come back unchanged, alpha passes through.
 
         from aetool import inpaint
@@ -232,7 +243,7 @@ def inpaint(image, mask, dilate: int = 0, model: str | None = None, device: str 
     if m.ndim == 3:
         m = m.max(axis=2)
     m = grow(m > 0, dilate)
-    inp = _cached(Inpainter, model, device, tile, precision, fill=fill, seed=seed)
+    inp = _cached(Inpainter, model, device, tile, precision, ensemble=check_ensemble(ensemble), fill=fill, seed=seed)
 
     def run(colour, alpha):
         if m.shape != colour.shape[:2]:
