@@ -142,7 +142,8 @@ def find_card(name_or_path: str) -> Card:
         if card.name == name_or_path:
             return card
     path = Path(name_or_path).expanduser()
-    if path.suffix != ".safetensors" and path.with_suffix(".safetensors").exists():
+    # (a path with no name, such as "" or "/", has no suffix to change: it is simply not a model)
+    if path.name and path.suffix != ".safetensors" and path.with_suffix(".safetensors").exists():
         path = path.with_suffix(".safetensors")
     if not path.is_file():
         names = ", ".join(c.name for c in pretrained_cards())

@@ -225,3 +225,13 @@ def test_wrong_task_model_message_names_the_right_command(tmp_path, make_upscale
     assert "is for `aetool upscale`, not for inpainting" in r.output
     r = run("upscale", tmp_path / "x.png", "-o", tmp_path / "o", "--model", tiny_model)
     assert r.exit_code == 2 and "is for `aetool denoise`, not for upscaling" in r.output
+
+
+@pytest.mark.parametrize("command", ["denoise", "inpaint"])
+def test_an_empty_model_name_is_a_usage_error(tmp_path, command):
+    """`--model "$MODEL"` with MODEL unset: a message and exit 2, not a traceback."""
+    Image.fromarray(structured_image(16, 16)).save(tmp_path / "x.png")
+    extra = ["--mask", "alpha"] if command == "inpaint" else []
+    for name in ("", "/"):
+        r = run(command, tmp_path / "x.png", *extra, "-o", tmp_path / "o", "--model", name)
+        assert r.exit_code == 2 and f"no model named or at '{name}'" in r.output, r.output
