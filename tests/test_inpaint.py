@@ -315,8 +315,8 @@ def test_fill_option_on_the_command_line(tmp_path, tiny_inpainter):
 
 
 def test_ensemble_option(tmp_path, tiny_inpainter):
-    """--ensemble: 2 by default (recorded in the JSON) or 1; anything but 1, 2, 4, 8 is a usage
-    error, on the command line and in the API. (What it gains: tests/test_models.py.)"""
+    """--ensemble: 1 by default (recorded in the JSON) or 2, 4, 8; anything else is a usage error,
+    on the command line and in the API."""
     from aetool import inpaint
 
     img = texture_image()
@@ -324,12 +324,12 @@ def test_ensemble_option(tmp_path, tiny_inpainter):
     m = np.zeros((128, 128), np.uint8)
     m[20:26, 10:120] = 255
     Image.fromarray(m).save(tmp_path / "m.png")
-    for extra in ([], ["--ensemble", "1"]):
+    for extra in ([], ["--ensemble", "2"]):
         name = tmp_path / f"e{len(extra)}.png"
         r = run("inpaint", tmp_path / "t.png", "--mask", tmp_path / "m.png", "-o", name, "--model", tiny_inpainter,
                 "--json", *extra)
         assert r.exit_code == 0, r.output
-        assert json_lines(r.output)[0]["ensemble"] == (1 if extra else 2)
+        assert json_lines(r.output)[0]["ensemble"] == (2 if extra else 1)
         assert_known_pixels_kept(tmp_path / "t.png", name, m)
     r = run("inpaint", tmp_path / "t.png", "--mask", tmp_path / "m.png", "-o", tmp_path / "x.png", "--ensemble", "3")
     assert r.exit_code == 2 and "--ensemble" in r.output
@@ -395,3 +395,28 @@ def test_texture_of_a_few_holes_costs_the_holes_not_the_image(tiny_inpainter, mo
     assert info["textured_holes"] == 2 and len(crops) == 3
     assert all(ch * cw < 0.005 * h * w for ch, cw in crops), crops  # 192 x 192 each
     np.testing.assert_array_equal(both[1000:1030, 1000:1030], alone[1000:1030, 1000:1030])
+
+
+def test_the_network_runs_on_windows_of_its_training_scale(tiny_inpainter):
+    """A card that states its training patch P: the network sees tiles of WINDOW x P (and crops
+    around small holes a quarter of that as margin), not whole photos; without one, whole crops."""
+    from aetool.engine import EngineOptions
+    from aetool.tasks.inpaint import WINDOW, Inpainter
+
+    img = structured_image(200, 240, seed=3).astype(np.float32) / 255
+    mask = np.zeros((200, 240), bool)
+    for y in (20, 90, 160):
+        mask[y:y + 4, 10:230] = True  # strokes across the whole image
+    shapes = {}
+    for patch in (None, 32):
+        inp = Inpainter(str(tiny_inpainter), EngineOptions(device="cpu", ensemble=1))
+        if patch:
+            inp.card.training = {"patch": patch}
+        seen = shapes.setdefault(patch, [])
+        real = inp.runner._forward
+        inp.runner._forward = lambda fn, x, real=real, seen=seen: seen.append(tuple(x.shape[-2:])) or real(fn, x)
+        out, _ = inp(img, mask)
+        np.testing.assert_array_equal(out[~mask], img[~mask])
+        assert np.isfinite(out).all()
+    assert shapes[None] == [(200, 240)]  # one crop: the strokes cover the image
+    assert len(shapes[32]) > 4 and max(max(s) for s in shapes[32]) <= WINDOW * 32

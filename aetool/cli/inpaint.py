@@ -72,9 +72,9 @@ def inpaint_command(
                                       help="Random seed of the texture synthesis: the same seed gives "
                                       "the same pixels; another seed, another texture.")] = 0,
     ensemble: Annotated[int, typer.Option(metavar="N",
-                                          help="Run the network on N flipped copies of each crop (1, 2, 4 "
-                                          "or 8) and average the fills: 2 (the default) fills better than "
-                                          "1 at twice the network's time; 4 and 8 gain little more.")] = ENSEMBLE,
+                                          help="Run the network on N flipped copies of each tile (1, 2, 4 "
+                                          "or 8) and average the fills: a little better, N times the "
+                                          "network's time.")] = ENSEMBLE,
     model: Annotated[Optional[str], typer.Option("--model", "-m", metavar="NAME|FILE",
                                                  help="Model name (see `aetool models`) or a "
                                                  ".safetensors file from `aetool train inpaint`.",

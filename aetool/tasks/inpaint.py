@@ -29,11 +29,14 @@ FILLS = ("auto", "smooth", "texture")
 # up the smooth fill keeps under 15 % of the photo's gradient energy and texture over 60 %, at
 # 0.5-0.9 dB of hole PSNR; at 4-8 px the smooth fill keeps 20-30 % and texture gains less.
 TEXTURE_MIN_WIDTH = 16
-# The network runs on each crop and on the crop turned by 180 degrees, and the two fills are
-# averaged (the engine's self-ensemble): the shipped model fills towards one corner better than
-# towards the other, and the pair cancels that. benchmarks/inpaint_ensemble.py (training photos):
-# see docs/benchmarks.md for the gain per mask kind and the time.
-ENSEMBLE = 2
+# How the network runs (benchmarks/inpaint_inference.py, training photos; figures in
+# docs/benchmarks.md): on tiles of WINDOW x its training patch, with a quarter of that as context
+# around small holes, and ENSEMBLE times per tile (--ensemble: flipped copies, averaged). With the
+# shipped model, windows of 2 x 128 px raised the smooth fill's hole PSNR by 1.25 / 0.80 / 0.17 dB
+# (thin / thick / box) over whole crops, and an ensemble of 2 on top added 0.05 / 0.07 / -0.05 dB
+# for twice the time: off by default.
+ENSEMBLE = 1
+WINDOW = 2.0
 
 
 def check_fill(fill: str) -> str:
@@ -133,14 +136,28 @@ class Inpainter:
         return regions
 
     @property
-    def margin(self) -> int:
+    def window(self) -> int | None:
+        """The tile the network runs on: WINDOW x its training patch (the card's training.patch;
+        None, whole crops, when the card does not say). A network trained on small patches has
+        never seen its far-reaching (dilated) weights fed with image: on whole photos they bring
+        in more error than context (benchmarks/inpaint_inference.py)."""
+        patch = (self.card.training or {}).get("patch")
+        return None if not patch or not WINDOW else int(WINDOW * patch)
+
+    @property
+    def reach(self) -> int:
+        """Context used around a hole: the receptive radius, at most a quarter of the window."""
         m = self.model.multiple
-        return -(-self.model.context // m) * m  # aligned, so crops keep the network's grid
+        reach = self.model.context if self.window is None else min(self.model.context, self.window // 4)
+        return -(-reach // m) * m  # aligned, so crops keep the network's grid
+
+    margin = reach  # hole_boxes' margin
 
     def _predict(self, crop: np.ndarray, mask: np.ndarray) -> np.ndarray:
         model = self.model
         x = np.concatenate([crop, mask[..., None].astype(np.float32)], axis=2)
-        return self.runner.run(lambda t: model(t[:, :3], t[:, 3:4]), x, out_channels=3, context=model.context)
+        return self.runner.run(lambda t: model(t[:, :3], t[:, 3:4]), x, out_channels=3, context=self.reach,
+                               tile=self.window)
 
     def _fill(self, crop: np.ndarray, mask: np.ndarray, depth: int = 0) -> np.ndarray:
         from ..masks import shrink
@@ -229,9 +246,9 @@ def inpaint(image, mask, dilate: int = 0, model: str | None = None, device: str 
     at least TEXTURE_MIN_WIDTH pixels wide, the smooth fill for thinner ones), "smooth" (the
     network's fill: best for scratches and dust) or "texture" (object removal); seed: the texture
     synthesis's random seed (the same seed gives the same pixels); ensemble: the network runs on 1,
-    2, 4 or 8 flipped copies of each crop and their fills are averaged (default ENSEMBLE = 2: better
-    fills at twice the network time; 1 is the fastest). Takes and returns the same kinds
-    as `denoise`; pixels outside the mask come back unchanged, alpha passes through.
+    2, 4 or 8 flipped copies of each tile and their fills are averaged (default ENSEMBLE; N times
+    the network's time). Takes and returns the same kinds as `denoise`; pixels outside the mask
+    come back unchanged, alpha passes through.
 
         from aetool import inpaint
         clean = inpaint(pil_image, mask=pil_mask, dilate=3)

@@ -1,8 +1,10 @@
-"""What the inpainter's self-ensemble (`--ensemble N`: the network on N flipped copies of each crop,
-the fills averaged) buys and costs: the smooth fill's hole PSNR and its time, per mask kind, for
-N = 1, 2, 4 and 8, on training photos (never the test sets), with the shipped default model.
+"""How the inpainter's network is best run, by measure on training photos (never the test sets):
+the smooth fill's hole PSNR and time per mask kind for each window (the tile the network runs on,
+`aetool.tasks.inpaint.WINDOW` x the model's training patch; 0: whole crops) and self-ensemble
+(`--ensemble N`: the network on N flipped copies of each tile, the fills averaged).
 
-    python benchmarks/inpaint_ensemble.py [--images 12] [--first 10] [--model NAME|FILE]
+    python benchmarks/inpaint_inference.py [--images 12] [--first 10] [--model NAME|FILE]
+        [--windows 0,1.5,2,3] [--ensembles 1,2,4]
 
 Images: DATA/train/bsd200 sorted by name, --images of them from index --first (RGB); masks:
 `aetool.maskgen.protocol_mask(kind, h, w, 1000 + i)` (not the test sets' 7000 + i). Everything runs
@@ -22,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, list_images, read_image  # noqa: E402
 
 KINDS = ("thin", "thick", "box")
-ENSEMBLES = (1, 2, 4, 8)
 
 
 def hole_psnr(out: np.ndarray, clean: np.ndarray, mask: np.ndarray) -> float:
@@ -36,38 +37,43 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=12)
     ap.add_argument("--first", type=int, default=10)
     ap.add_argument("--model", default=None)
+    ap.add_argument("--windows", default="0,1.5,2,3")
+    ap.add_argument("--ensembles", default="1,2,4")
+    ap.add_argument("--kinds", default=",".join(KINDS))
     args = ap.parse_args(argv)
     from aetool.engine import EngineOptions
     from aetool.maskgen import protocol_mask
-    from aetool.tasks.inpaint import Inpainter
+    from aetool.tasks import inpaint as task
 
     paths = list_images(args.data / "train" / "bsd200")[args.first:args.first + args.images]
     images = [read_image(p, "RGB") for p in paths]
-    fills = {n: Inpainter(args.model, EngineOptions(ensemble=n), fill="smooth") for n in ENSEMBLES}
+    settings = [(float(w), int(n)) for w in args.windows.split(",") for n in args.ensembles.split(",")]
     rows = []
-    for kind in KINDS:
-        for n, inp in fills.items():
+    for kind in args.kinds.split(","):
+        for window, n in settings:
+            task.WINDOW = window
+            inp = task.Inpainter(args.model, EngineOptions(ensemble=n), fill="smooth")
+            inp.model  # loaded before the clock starts
             scores, seconds, mp = [], 0.0, 0.0
             for i, clean in enumerate(images, start=args.first):
                 mask = protocol_mask(kind, *clean.shape[:2], 1000 + i)
                 x = clean.astype(np.float32) / 255
                 x[mask] = 0
-                inp.model  # loaded before the clock starts
                 t = time.perf_counter()
                 out, _ = inp(x, mask)
                 seconds += time.perf_counter() - t
                 mp += clean.shape[0] * clean.shape[1] / 1e6
                 scores.append(hole_psnr(np.round(out * 255), clean, mask))
-            rows.append((kind, n, float(np.mean(scores)), seconds / mp))
-            print(f"{kind} ensemble {n}: hole PSNR {rows[-1][2]:.2f} dB, {rows[-1][3]:.2f} s/MP", file=sys.stderr,
-                  flush=True)
-    base = {kind: psnr for kind, n, psnr, _ in rows if n == 1}
-    print(f"Smooth fill, {len(images)} bsd200 training photos (files {args.first}-{args.first + len(images) - 1} "
-          "by name), protocol masks 1000 + i, in process:\n")
-    print("| kind | --ensemble | hole PSNR (dB) | gain (dB) | s/MP |")
-    print("|---|---|---|---|---|")
-    for kind, n, psnr, spmp in rows:
-        print(f"| {kind} | {n} | {psnr:.2f} | {psnr - base[kind]:+.2f} | {spmp:.2f} |")
+            rows.append((kind, window, n, float(np.mean(scores)), seconds / mp))
+            print(f"{kind} window {window:g} ensemble {n}: hole PSNR {rows[-1][3]:.2f} dB, {rows[-1][4]:.2f} s/MP",
+                  file=sys.stderr, flush=True)
+    base = {kind: psnr for kind, w, n, psnr, _ in rows if (w, n) == settings[0]}
+    print(f"Smooth fill of {args.model or 'the default model'}, {len(images)} bsd200 training photos (files "
+          f"{args.first}-{args.first + len(images) - 1} by name), protocol masks 1000 + i, in process:\n")
+    print("| kind | window (x patch) | --ensemble | hole PSNR (dB) | gain (dB) | s/MP |")
+    print("|---|---|---|---|---|---|")
+    for kind, window, n, psnr, spmp in rows:
+        print(f"| {kind} | {window:g} | {n} | {psnr:.2f} | {psnr - base[kind]:+.2f} | {spmp:.2f} |")
     return 0
 
 
