@@ -30,13 +30,15 @@ FILLS = ("auto", "smooth", "texture")
 # 0.5-0.9 dB of hole PSNR; at 4-8 px the smooth fill keeps 20-30 % and texture gains less.
 TEXTURE_MIN_WIDTH = 16
 # How the network runs (benchmarks/inpaint_inference.py, training photos; figures in
-# docs/benchmarks.md): on tiles of WINDOW x its training patch, with a quarter of that as context
-# around small holes, and ENSEMBLE times per tile (--ensemble: flipped copies, averaged). With the
-# shipped model, windows of 2 x 128 px raised the smooth fill's hole PSNR by 1.25 / 0.80 / 0.17 dB
-# (thin / thick / box) over whole crops, and an ensemble of 2 on top added 0.05 / 0.07 / -0.05 dB
-# for twice the time: off by default.
+# docs/benchmarks.md): on overlapping tiles of WINDOW pixels, with a quarter of that as context
+# around small holes, and ENSEMBLE times per tile (--ensemble: flipped copies, averaged). The
+# shipped model fills worse when it sees a whole photo: windows of 256 px raised the smooth fill's
+# hole PSNR by 1.25 / 0.80 / 0.17 dB (thin / thick / box) over whole crops (128 and 192 px about as
+# much, 384 px half of it; a fine-tuning run on 256-px patches behaved the same, so it is not only
+# the training patch size), and an ensemble of 2 on top added 0.05 / 0.07 / -0.05 dB for twice the
+# time: off by default.
 ENSEMBLE = 1
-WINDOW = 2.0
+WINDOW = 256
 
 
 def check_fill(fill: str) -> str:
@@ -137,12 +139,8 @@ class Inpainter:
 
     @property
     def window(self) -> int | None:
-        """The tile the network runs on: WINDOW x its training patch (the card's training.patch;
-        None, whole crops, when the card does not say). A network trained on small patches has
-        never seen its far-reaching (dilated) weights fed with image: on whole photos they bring
-        in more error than context (benchmarks/inpaint_inference.py)."""
-        patch = (self.card.training or {}).get("patch")
-        return None if not patch or not WINDOW else int(WINDOW * patch)
+        """The tile the network runs on (WINDOW; None: whole crops)."""
+        return WINDOW or None
 
     @property
     def reach(self) -> int:
