@@ -166,16 +166,11 @@ class Runner:
         return model.to(self.device).to(memory_format=self.torch.channels_last)
 
     def run(self, fn: Callable, image: np.ndarray, scale: int = 1, out_channels: int | None = None,
-            context: int = 0, tile: int | None = None) -> np.ndarray:
+            context: int = 0) -> np.ndarray:
         """`context`: input pixels that reach each output pixel on each side (the model's receptive
-        radius); the tile overlap is made wide enough that its blended part never sees a tile edge.
-        `tile`: the model's own tile size, used when the options leave it to the engine (auto):
-        for a model that works best on inputs of about the size it was trained on."""
+        radius); the tile overlap is made wide enough that its blended part never sees a tile edge."""
         h, w, _ = image.shape
-        if self.options.tile is not None:
-            tile = self.options.tile
-        elif tile is None:
-            tile = self.default_tile(h, w)
+        tile = self.options.tile if self.options.tile is not None else self.default_tile(h, w)
         batch = self.options.batch_size or self.default_batch()
         while True:
             try:

@@ -1,11 +1,10 @@
 """How the inpainter's network is best run, by measure on training photos (never the test sets):
-the smooth fill's hole PSNR and time per mask kind for each window (the tile the network runs on,
-`aetool.tasks.inpaint.WINDOW` pixels, with a quarter of it as context around holes; 0: whole
-crops) and self-ensemble
-(`--ensemble N`: the network on N flipped copies of each tile, the fills averaged).
+the smooth fill's hole PSNR and time per mask kind for each tile size (`--tile`; 0: each crop
+whole, the default) and self-ensemble (`--ensemble N`: the network on N flipped copies of each
+tile, the fills averaged).
 
     python benchmarks/inpaint_inference.py [--images 12] [--first 10] [--model NAME|FILE]
-        [--windows 0,128,256,384] [--ensembles 1,2,4]
+        [--tiles 0,256] [--ensembles 1,2,4]
 
 Images: DATA/train/bsd200 sorted by name, --images of them from index --first (RGB); masks:
 `aetool.maskgen.protocol_mask(kind, h, w, 1000 + i)` (not the test sets' 7000 + i). Everything runs
@@ -38,8 +37,8 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=12)
     ap.add_argument("--first", type=int, default=10)
     ap.add_argument("--model", default=None)
-    ap.add_argument("--windows", default="0,128,256,384")
-    ap.add_argument("--ensembles", default="1,2,4")
+    ap.add_argument("--tiles", default="0")
+    ap.add_argument("--ensembles", default="1,2,4,8")
     ap.add_argument("--kinds", default=",".join(KINDS))
     args = ap.parse_args(argv)
     from aetool.engine import EngineOptions
@@ -48,12 +47,11 @@ def main(argv=None) -> int:
 
     paths = list_images(args.data / "train" / "bsd200")[args.first:args.first + args.images]
     images = [read_image(p, "RGB") for p in paths]
-    settings = [(int(w), int(n)) for w in args.windows.split(",") for n in args.ensembles.split(",")]
+    settings = [(int(t), int(n)) for t in args.tiles.split(",") for n in args.ensembles.split(",")]
     rows = []
     for kind in args.kinds.split(","):
-        for window, n in settings:
-            task.WINDOW = window
-            inp = task.Inpainter(args.model, EngineOptions(ensemble=n), fill="smooth")
+        for tile, n in settings:
+            inp = task.Inpainter(args.model, EngineOptions(tile=tile, ensemble=n), fill="smooth")
             inp.model  # loaded before the clock starts
             scores, seconds, mp = [], 0.0, 0.0
             for i, clean in enumerate(images, start=args.first):
@@ -65,16 +63,16 @@ def main(argv=None) -> int:
                 seconds += time.perf_counter() - t
                 mp += clean.shape[0] * clean.shape[1] / 1e6
                 scores.append(hole_psnr(np.round(out * 255), clean, mask))
-            rows.append((kind, window, n, float(np.mean(scores)), seconds / mp))
-            print(f"{kind} window {window} ensemble {n}: hole PSNR {rows[-1][3]:.2f} dB, {rows[-1][4]:.2f} s/MP",
+            rows.append((kind, tile, n, float(np.mean(scores)), seconds / mp))
+            print(f"{kind} tile {tile} ensemble {n}: hole PSNR {rows[-1][3]:.2f} dB, {rows[-1][4]:.2f} s/MP",
                   file=sys.stderr, flush=True)
     base = {kind: psnr for kind, w, n, psnr, _ in rows if (w, n) == settings[0]}
     print(f"Smooth fill of {args.model or 'the default model'}, {len(images)} bsd200 training photos (files "
           f"{args.first}-{args.first + len(images) - 1} by name), protocol masks 1000 + i, in process:\n")
-    print("| kind | window (px; 0: whole crops) | --ensemble | hole PSNR (dB) | gain (dB) | s/MP |")
+    print("| kind | --tile (0: whole crops) | --ensemble | hole PSNR (dB) | gain (dB) | s/MP |")
     print("|---|---|---|---|---|---|")
-    for kind, window, n, psnr, spmp in rows:
-        print(f"| {kind} | {window} | {n} | {psnr:.2f} | {psnr - base[kind]:+.2f} | {spmp:.2f} |")
+    for kind, tile, n, psnr, spmp in rows:
+        print(f"| {kind} | {tile} | {n} | {psnr:.2f} | {psnr - base[kind]:+.2f} | {spmp:.2f} |")
     return 0
 
 

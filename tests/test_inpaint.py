@@ -396,26 +396,3 @@ def test_texture_of_a_few_holes_costs_the_holes_not_the_image(tiny_inpainter, mo
     assert all(ch * cw < 0.005 * h * w for ch, cw in crops), crops  # 192 x 192 each
     np.testing.assert_array_equal(both[1000:1030, 1000:1030], alone[1000:1030, 1000:1030])
 
-
-def test_the_network_runs_on_windows(tiny_inpainter, monkeypatch):
-    """The network sees overlapping tiles of WINDOW pixels (and crops around small holes with a
-    quarter of that as margin), not whole photos; WINDOW 0 (or --tile 0): whole crops."""
-    from aetool.engine import EngineOptions
-    from aetool.tasks import inpaint as task
-
-    img = structured_image(200, 240, seed=3).astype(np.float32) / 255
-    mask = np.zeros((200, 240), bool)
-    for y in (20, 90, 160):
-        mask[y:y + 4, 10:230] = True  # strokes across the whole image
-    shapes = {}
-    for window in (0, 64):
-        monkeypatch.setattr(task, "WINDOW", window)
-        inp = task.Inpainter(str(tiny_inpainter), EngineOptions(device="cpu", ensemble=1))
-        seen = shapes.setdefault(window, [])
-        real = inp.runner._forward
-        inp.runner._forward = lambda fn, x, real=real, seen=seen: seen.append(tuple(x.shape[-2:])) or real(fn, x)
-        out, _ = inp(img, mask)
-        np.testing.assert_array_equal(out[~mask], img[~mask])
-        assert np.isfinite(out).all()
-    assert shapes[0] == [(200, 240)]  # one crop: the strokes cover the image
-    assert len(shapes[64]) > 4 and max(max(s) for s in shapes[64]) <= 64

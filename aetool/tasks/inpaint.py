@@ -29,16 +29,10 @@ FILLS = ("auto", "smooth", "texture")
 # up the smooth fill keeps under 15 % of the photo's gradient energy and texture over 60 %, at
 # 0.5-0.9 dB of hole PSNR; at 4-8 px the smooth fill keeps 20-30 % and texture gains less.
 TEXTURE_MIN_WIDTH = 16
-# How the network runs (benchmarks/inpaint_inference.py, training photos; figures in
-# docs/benchmarks.md): on overlapping tiles of WINDOW pixels, with a quarter of that as context
-# around small holes, and ENSEMBLE times per tile (--ensemble: flipped copies, averaged). The
-# shipped model fills worse when it sees a whole photo: windows of 256 px raised the smooth fill's
-# hole PSNR by 1.25 / 0.80 / 0.17 dB (thin / thick / box) over whole crops (128 and 192 px about as
-# much, 384 px half of it; a fine-tuning run on 256-px patches behaved the same, so it is not only
-# the training patch size), and an ensemble of 2 on top added 0.05 / 0.07 / -0.05 dB for twice the
-# time: off by default.
+# --ensemble's default (the network on flipped copies of each crop, averaged):
+# benchmarks/inpaint_inference.py on training photos (docs/benchmarks.md): a second, turned pass
+# adds 0.11 / 0.05 / 0.01 dB (thin / thick / box) to the smooth fill for 1.5-2x the time.
 ENSEMBLE = 1
-WINDOW = 256
 
 
 def check_fill(fill: str) -> str:
@@ -138,24 +132,14 @@ class Inpainter:
         return regions
 
     @property
-    def window(self) -> int | None:
-        """The tile the network runs on (WINDOW; None: whole crops)."""
-        return WINDOW or None
-
-    @property
-    def reach(self) -> int:
-        """Context used around a hole: the receptive radius, at most a quarter of the window."""
+    def margin(self) -> int:
         m = self.model.multiple
-        reach = self.model.context if self.window is None else min(self.model.context, self.window // 4)
-        return -(-reach // m) * m  # aligned, so crops keep the network's grid
-
-    margin = reach  # hole_boxes' margin
+        return -(-self.model.context // m) * m  # aligned, so crops keep the network's grid
 
     def _predict(self, crop: np.ndarray, mask: np.ndarray) -> np.ndarray:
         model = self.model
         x = np.concatenate([crop, mask[..., None].astype(np.float32)], axis=2)
-        return self.runner.run(lambda t: model(t[:, :3], t[:, 3:4]), x, out_channels=3, context=self.reach,
-                               tile=self.window)
+        return self.runner.run(lambda t: model(t[:, :3], t[:, 3:4]), x, out_channels=3, context=model.context)
 
     def _fill(self, crop: np.ndarray, mask: np.ndarray, depth: int = 0) -> np.ndarray:
         from ..masks import shrink
