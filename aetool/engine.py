@@ -41,8 +41,7 @@ class EngineOptions:
     batch_size: int = 0  # 0: auto
     workers: int = 0  # decode/encode threads; 0: auto
     max_pixels: int = DEFAULT_MAX_PIXELS
-    ensemble: int = 0  # 1, 2, 4 or 8 geometric transforms of each tile, outputs averaged (ENSEMBLES);
-    # 0: the task's default (1, but the inpainter's is tasks.inpaint.ENSEMBLE)
+    ensemble: int = 1  # 1, 2, 4 or 8 geometric transforms of each tile, outputs averaged (ENSEMBLES)
 
 
 # Self-ensemble (Lim et al., "Enhanced Deep Residual Networks for Single Image Super-Resolution",
@@ -54,7 +53,7 @@ ORDER = (0, 3, 1, 2, 4, 7, 5, 6)  # bit 0: left-right flip, bit 1: up-down flip,
 
 
 def check_ensemble(n: int) -> int:
-    if n not in ENSEMBLES + (0,):
+    if n not in ENSEMBLES:
         raise UsageError(f"--ensemble must be one of {', '.join(map(str, ENSEMBLES))}, got {n}")
     return n
 
@@ -190,7 +189,7 @@ class Runner:
 
     def _forward(self, fn: Callable, x):
         torch = self.torch
-        n = self.options.ensemble or 1
+        n = self.options.ensemble
         with torch.inference_mode():
             if self.amp_dtype is not None:
                 with torch.autocast(self.kind, dtype=self.amp_dtype):

@@ -101,7 +101,8 @@ def push_pull_fill(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         # Exactly 2x, then cropped: a coarse pixel stands for fine pixels 2j and 2j + 1 (ceil_mode),
         # also when a side is odd. Interpolating to the fine size instead stretched odd sides by
         # (2n + 1) / 2n, shifting the fill by up to half a pixel towards the far edges: the network
-        # (trained on even patches) filled 481x321 photos 1.2 dB worse than their even-sized tiles.
+        # (trained on even patches) filled 481x321 photos 1.2 dB worse than their even-sized tiles
+        # (benchmarks/inpaint_inference.py, docs/benchmarks.md).
         coarse = F.interpolate(colour, scale_factor=2, mode="bilinear", align_corners=False)
         coarse = coarse[..., :a.shape[-2], :a.shape[-1]]
         colour = torch.where(a > 0, c / a.clamp(min=1e-12), coarse)

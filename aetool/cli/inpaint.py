@@ -82,12 +82,11 @@ def inpaint_command(
     args: o.ImageArgs = None,
 ):
     """Fill masked regions (scratches, text, dust, objects) with an inpainting autoencoder."""
-    from ..errors import UsageError
-    from ..masks import mask_options
-
     from dataclasses import replace
 
     from ..engine import check_ensemble
+    from ..errors import UsageError
+    from ..masks import mask_options
 
     check_fill(fill)
     opts = replace(engine_options(args), ensemble=check_ensemble(ensemble))

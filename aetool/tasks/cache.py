@@ -10,7 +10,7 @@ from ..engine import EngineOptions
 _RUNNERS: dict[tuple, Any] = {}
 
 
-def _cached(cls, model: str | None, device: str, tile: int | None, precision: str, ensemble: int = 0,
+def _cached(cls, model: str | None, device: str, tile: int | None, precision: str, ensemble: int = 1,
             **settings):
     """One Denoiser/Upscaler/Inpainter per settings, so that repeated API calls load a model once.
     `settings`: the runner's own keyword arguments (a denoiser's kind)."""

@@ -26,12 +26,12 @@ from .convert import _apply
 FILLS = ("auto", "smooth", "texture")
 # `auto`: the parts of holes at least this wide (a morphological opening of this width) get
 # texture. benchmarks/inpaint_fill_width.py (bands of 4-32 px on training photos): from 12 px
-# up the smooth fill keeps under 15 % of the photo's gradient energy and texture over 60 %, at
-# 0.5-0.9 dB of hole PSNR; at 4-8 px the smooth fill keeps 20-30 % and texture gains less.
+# up the smooth fill keeps under 15 % of the photo's gradient energy and texture over half, at
+# 0.6-0.8 dB of hole PSNR; at 4-8 px the smooth fill keeps 17-28 % and texture gains less.
 TEXTURE_MIN_WIDTH = 16
 # --ensemble's default (the network on flipped copies of each crop, averaged):
 # benchmarks/inpaint_inference.py on training photos (docs/benchmarks.md): a second, turned pass
-# adds 0.11 / 0.05 / 0.01 dB (thin / thick / box) to the smooth fill for 1.5-2x the time.
+# adds 0.11 / 0.05 / 0.01 dB (thin / thick / box) to the smooth fill for 1.7-2x the time.
 ENSEMBLE = 1
 
 
@@ -55,10 +55,8 @@ class Inpainter:
 
     def __init__(self, model: str | None = None, options: EngineOptions | None = None, fill: str = "auto",
                  seed: int = 0):
-        """options: the engine's; their ensemble 0 (the default) means ENSEMBLE."""
         self.fill, self.seed = check_fill(fill), int(seed)
-        options = options or EngineOptions()
-        self.runner = Runner(replace(options, ensemble=options.ensemble or ENSEMBLE))
+        self.runner = Runner(options)
         self.card = find_card(model) if model is not None else default_model("inpaint", 3)
         if self.card.task != "inpaint":
             raise UsageError(f"model '{self.card.name}' is for the {self.card.task} task, not for inpainting")
@@ -77,7 +75,7 @@ class Inpainter:
         if not mask.any():
             return pixels, info
         # Only the hole pixels of the copy are written, crop by crop: a large photo with a few
-        # small holes costs one copy of it, not whole-image passes (24 MP: ~3 s of them saved).
+        # small holes costs one copy of it, not whole-image passes (benchmarks/large_photo.py).
         out = pixels.astype(np.float32, copy=True)
         boxes = hole_boxes(mask, self.margin, self.CELL)
         info["regions"] = len(boxes)
