@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, list_images, read_image  # noqa: E402
+from common import ROOT, list_images, md_table, read_image  # noqa: E402
 from inpaint import gradient_energy_ratio  # noqa: E402
 
 
@@ -58,10 +58,9 @@ def main(argv=None) -> int:
         print(f"width {width}: smooth {s[0]:.2f} dB, energy {s[1]:.3f}; texture {t[0]:.2f} dB, energy {t[1]:.3f}",
               file=sys.stderr, flush=True)
     print(f"{len(paths)} training photos (bsd200), 3 bands per photo\n")
-    print("| width (px) | smooth hole PSNR | smooth gradient energy | texture hole PSNR | texture gradient energy |")
-    print("| --- | --- | --- | --- | --- |")
-    for w, sp, se, tp, te in rows:
-        print(f"| {w} | {sp:.2f} | {se:.3f} | {tp:.2f} | {te:.3f} |")
+    print(md_table(["width (px)", "smooth hole PSNR", "smooth gradient energy", "texture hole PSNR",
+                    "texture gradient energy"],
+                   [[w, f"{sp:.2f}", f"{se:.3f}", f"{tp:.2f}", f"{te:.3f}"] for w, sp, se, tp, te in rows]))
     return 0
 
 

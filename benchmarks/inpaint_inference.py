@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, list_images, read_image  # noqa: E402
+from common import ROOT, list_images, md_table, read_image  # noqa: E402
 
 KINDS = ("thin", "thick", "box")
 
@@ -69,10 +69,9 @@ def main(argv=None) -> int:
     base = {kind: psnr for kind, w, n, psnr, _ in rows if (w, n) == settings[0]}
     print(f"Smooth fill of {args.model or 'the default model'}, {len(images)} bsd200 training photos (files "
           f"{args.first}-{args.first + len(images) - 1} by name), protocol masks 1000 + i, in process:\n")
-    print("| kind | --tile (0: whole crops) | --ensemble | hole PSNR (dB) | gain (dB) | s/MP |")
-    print("|---|---|---|---|---|---|")
-    for kind, tile, n, psnr, spmp in rows:
-        print(f"| {kind} | {tile} | {n} | {psnr:.2f} | {psnr - base[kind]:+.2f} | {spmp:.2f} |")
+    print(md_table(["kind", "--tile (0: whole crops)", "--ensemble", "hole PSNR (dB)", "gain (dB)", "s/MP"],
+                   [[kind, tile, n, f"{psnr:.2f}", f"{psnr - base[kind]:+.2f}", f"{spmp:.2f}"]
+                    for kind, tile, n, psnr, spmp in rows]))
     return 0
 
 
