@@ -30,7 +30,7 @@ def main(argv=None) -> int:
 
     from aetool.device import autocast_dtype
     from aetool.registry import find_card, load_model
-    from aetool.training.inpaint import KINDS, InpaintTask, hole_psnr
+    from aetool.training.inpaint import KINDS, InpaintTask
 
     task = InpaintTask([args.data / "train" / "bsd200", args.data / "train" / "t91"], kinds=KINDS)
     task.prepare("cpu")
@@ -39,15 +39,9 @@ def main(argv=None) -> int:
     print("|---" * (len(KINDS) + 2) + "|")
     for name in args.models:
         model = load_model(find_card(name), "cpu").eval()
-        scores = {k: [] for k in KINDS}
         with torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-            for i, (clean, mask) in enumerate(task.val_items):  # KINDS in turn on every crop
-                x = torch.from_numpy(np.array(clean)).permute(2, 0, 1)[None].float().div(255)
-                m = torch.from_numpy(mask[None, None].astype(np.float32))
-                pred = model(x, m).float()
-                out = (x * (1 - m) + pred * m).clamp(0, 1).mul(255).round()[0].permute(1, 2, 0).numpy()
-                scores[KINDS[i % len(KINDS)]].append(hole_psnr(out, clean, mask))
-        means = [float(np.mean(scores[k])) for k in KINDS]
+            scores = task.validation_scores(model, "cpu")  # KINDS in turn on every crop
+        means = [float(np.mean(scores[i::len(KINDS)])) for i in range(len(KINDS))]
         print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in means) + f" | {np.mean(means):.3f} |", flush=True)
     return 0
 

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ..engine import EngineOptions, Runner, check_ensemble
+from ..engine import EngineOptions, Runner
 from ..errors import UsageError
 from ..imageio import Picture
 from ..registry import default_model, find_card, load_model, verify_model
@@ -240,7 +240,7 @@ def inpaint(image, mask, dilate: int = 0, model: str | None = None, device: str 
     if m.ndim == 3:
         m = m.max(axis=2)
     m = grow(m > 0, dilate)
-    inp = _cached(Inpainter, model, device, tile, precision, ensemble=check_ensemble(ensemble), fill=fill, seed=seed)
+    inp = _cached(Inpainter, model, device, tile, precision, ensemble=ensemble, fill=fill, seed=seed)
 
     def run(colour, alpha):
         if m.shape != colour.shape[:2]:

@@ -96,6 +96,10 @@ class InpaintTask:
         return HOLE_WEIGHT * hole + valid + GRADIENT_WEIGHT * gradient_l1(composite, clean)
 
     def validate(self, model, device: str) -> float:
+        return float(np.mean(self.validation_scores(model, device)))
+
+    def validation_scores(self, model, device: str) -> list[float]:
+        """Hole PSNR of every validation item (each crop with each of self.kinds in turn)."""
         torch = self._torch
         psnrs = []
         for clean, mask in self.val_items:
@@ -104,7 +108,7 @@ class InpaintTask:
             pred = model(x, m).float()
             out = (x * (1 - m) + pred * m).clamp(0, 1).mul(255).round().cpu()[0].permute(1, 2, 0).numpy()
             psnrs.append(hole_psnr(out, clean, mask))
-        return float(np.mean(psnrs))
+        return psnrs
 
     def description(self) -> str:
         return ("Convolutional inpainting autoencoder (U-Net with gated convolutions and dilated residual "
