@@ -20,7 +20,8 @@ Data = Annotated[List[Path], typer.Option("--data", metavar="FOLDER",
 Out = Annotated[Path, typer.Option("--out", "-o", metavar="FILE",
                                    help="Weights file to write (.safetensors); its card, plot and "
                                    "checkpoint are written beside it.")]
-BatchSize = Annotated[int, typer.Option(metavar="N", help="Patches per step.")]
+BatchSize = Annotated[int, typer.Option(metavar="N", help="Patches per step, in all: under torchrun this global "
+                                        "batch is split evenly across the processes (a multiple of their number).")]
 Steps = Annotated[int, typer.Option(metavar="N", help="Optimiser steps in total (with --minutes: at most).")]
 Minutes = Annotated[Optional[float], typer.Option(metavar="M",
                                                   help="Train for M minutes (data loading not counted; after "
@@ -97,7 +98,7 @@ def run_training(task, values: dict, command: str) -> None:
     keys = ("out", "steps", "minutes", "batch_size", "patch", "lr", "lr_min", "warmup", "seed", "device", "precision",
             "val_every", "checkpoint_minutes", "resume", "init", "threads", "name", "quiet")
     summary = train(TrainConfig(**{k: values[k] for k in keys}, command=command), task)
-    if not values["quiet"]:
+    if not values["quiet"] and summary["rank"] == 0:  # under torchrun, rank 0 speaks for all
         val = f", validation PSNR {summary['val_psnr']:.2f} dB" if summary["val_psnr"] else ""
         print(f"wrote {summary['out']} ({summary['steps']} steps, {summary['seconds'] / 60:.1f} min{val})",
               file=sys.stderr)

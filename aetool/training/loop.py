@@ -175,8 +175,11 @@ def plot_history(history: History, path: Path, title: str, loss_label: str = "tr
 MIN_PATCH = 8
 
 
-def check_config(cfg: TrainConfig) -> None:
-    """Options that cannot work are usage errors before anything is loaded or written."""
+def check_config(cfg: TrainConfig, world: int = 1) -> None:
+    """Options that cannot work are usage errors before anything is loaded or written (`world`:
+    the number of processes that share the batch)."""
+    from .distributed import check_batch
+
     if Path(cfg.out).suffix != ".safetensors":
         raise UsageError(f"--out must end in .safetensors, got {Path(cfg.out).name}")
     for flag, value, least in (("--steps", cfg.steps, 1), ("--batch-size", cfg.batch_size, 1),
@@ -190,6 +193,7 @@ def check_config(cfg: TrainConfig) -> None:
         raise UsageError(f"--minutes must be positive, got {cfg.minutes:g}")
     if cfg.lr_min < 0:
         raise UsageError(f"--lr-min must be 0 or more, got {cfg.lr_min:g}")
+    check_batch(cfg.batch_size, world)
 
 
 def loss_interval(steps: int) -> int:
@@ -210,15 +214,41 @@ def loss_curve(history: History) -> tuple[np.ndarray, np.ndarray]:
 
 
 def train(cfg: TrainConfig, task) -> dict:
-    """Run the loop for `task` (see training/denoise.py for the interface). Returns a summary."""
+    """Run the loop for `task` (see training/denoise.py for the interface). Returns a summary.
+
+    Started by torchrun (WORLD_SIZE > 1), every process runs this with the same arguments: the
+    model is wrapped in DistributedDataParallel, each rank trains on its share of the global
+    batch (--batch-size), and rank 0 alone validates, logs and writes files (training/distributed.py)."""
+    from .distributed import Processes
+
+    import signal
+    import threading
+
+    procs = Processes.from_env()
+    # With several processes the loop asks SIGINT and SIGTERM to request a stop (see _train); the
+    # caller's handlers come back afterwards.
+    handlers = [signal.SIGINT, signal.SIGTERM] if procs.world > 1 and threading.current_thread() is \
+        threading.main_thread() else []
+    previous = {sig: signal.getsignal(sig) for sig in handlers}
+    try:
+        return _train(cfg, task, procs)
+    finally:
+        procs.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _train(cfg: TrainConfig, task, procs) -> dict:
     import torch
 
     from ..registry import find_card, load_model
+    from .distributed import sample_share, wrap
 
-    check_config(cfg)
+    check_config(cfg, procs.world)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
+    device = procs.device(resolve_device(cfg.device))
+    procs.start(device)
     if device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True  # fixed patch sizes: let cuDNN pick its fastest kernels
     amp_dtype = autocast_dtype(cfg.precision, device)
@@ -239,10 +269,24 @@ def train(cfg: TrainConfig, task) -> dict:
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     step, history = 0, History()
-    if cfg.resume:
+    if cfg.resume:  # every rank reads the same checkpoint: the same weights and random state
         step, history = _load_checkpoint(out, model, opt, rng, gen)
+    if procs.world > 1:
+        ddp = wrap(model, task, device)
+
+        def compute_loss(batch):
+            return ddp(batch)
+
+        def draw(batch_size):
+            return sample_share(task, rng, gen, batch_size, device, procs)
+    else:
+        def compute_loss(batch):
+            return task.loss(model, batch)
+
+        def draw(batch_size):
+            return task.sample_batch(rng, gen, batch_size, device)
     task.prepare(device)
-    for warning in getattr(task, "warnings", ()):  # about the data: printed even with --quiet
+    for warning in getattr(task, "warnings", ()) if procs.main else ():  # printed even with --quiet
         print(f"aetool: warning: {warning}", file=sys.stderr, flush=True)
 
     # Training time runs from here (data loading in prepare() excluded) and goes on from the
@@ -250,7 +294,7 @@ def train(cfg: TrainConfig, task) -> dict:
     started = time.time() - history.seconds
     budget = None if cfg.minutes is None else 60 * cfg.minutes
     last_ckpt = time.time()
-    interactive = sys.stderr.isatty() and not cfg.quiet
+    interactive = sys.stderr.isatty() and not cfg.quiet and procs.main
     progress = None
 
     def where() -> str:
@@ -274,7 +318,7 @@ def train(cfg: TrainConfig, task) -> dict:
                                 name=task.name, where=where(), loss=0.0, val="-", speed=0.0)
 
     def log(msg: str) -> None:
-        if not cfg.quiet and not interactive:
+        if not cfg.quiet and not interactive and procs.main:
             print(msg, file=sys.stderr, flush=True)
 
     def validate_now() -> float:
@@ -295,17 +339,46 @@ def train(cfg: TrainConfig, task) -> dict:
     def _terminate(signum, frame):
         raise Terminated()  # exit 143, as the image commands
 
+    # With several processes a signal only asks to stop: the ranks agree on it at the start of the
+    # next step (torchrun passes Ctrl-C on as SIGTERM to every rank), rank 0 saves a checkpoint of
+    # that step, and all leave together; a second signal stops at once.
+    stop_signal: list[int] = []
+
+    def _request_stop(signum, frame):
+        if stop_signal:
+            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        stop_signal.append(signum)
+
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)
+        if procs.world > 1:
+            signal.signal(signal.SIGTERM, _request_stop)
+            signal.signal(signal.SIGINT, _request_stop)
+        else:
+            signal.signal(signal.SIGTERM, _terminate)
+
+    def save_interrupted() -> None:
+        history.seconds = time.time() - started
+        if procs.main:
+            _save_checkpoint(out, model, opt, step, rng, gen, history, cfg)
+        if progress is not None:
+            progress.stop()
+        if procs.main:
+            print(f"interrupted at step {step}; checkpoint saved, continue with the same command and --resume",
+                  file=sys.stderr)
 
     window: list[float] = []
     every = loss_interval(cfg.steps)
     t_window = time.time()
     steps_window = 0
     lr = lr_at(cfg, step, time.time() - started)
+    stopped = False
     try:
         while step < cfg.steps:
             elapsed = time.time() - started
+            if procs.world > 1:  # one time and one stop decision for all ranks: rank 0's
+                stopped, elapsed = procs.agree(bool(stop_signal), elapsed)
+                if stopped:
+                    break
             if budget is not None and elapsed >= budget:
                 log(f"time budget of {cfg.minutes:g} min reached at step {step}")
                 break
@@ -314,15 +387,15 @@ def train(cfg: TrainConfig, task) -> dict:
                 g["lr"] = lr
             if hasattr(task, "set_step"):  # a schedule inside the loss (the VAE's KL warm-up)
                 task.set_step(step)
-            batch = task.sample_batch(rng, gen, cfg.batch_size, device)
+            batch = draw(cfg.batch_size)
             with torch.autocast(device.split(":")[0], dtype=amp_dtype, enabled=amp_dtype is not None):
-                loss = task.loss(model, batch)
+                loss = compute_loss(batch)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # with several processes, DDP averages the gradients of the ranks' shares
             opt.step()
             step += 1
             steps_window += 1
-            lv = float(loss.detach())
+            lv = procs.mean(loss.detach())  # the global batch's loss (the same on every rank)
             if not math.isfinite(lv):
                 raise RuntimeError(f"training diverged at step {step} (loss {lv}); lower --lr and --resume")
             window.append(lv)
@@ -331,7 +404,7 @@ def train(cfg: TrainConfig, task) -> dict:
                 history.loss.append(float(np.mean(window)))
                 window.clear()
             speed = steps_window / max(1e-9, time.time() - t_window)
-            if step % cfg.val_every == 0 or step == cfg.steps:
+            if procs.main and (step % cfg.val_every == 0 or step == cfg.steps):
                 psnr = validate_now()
                 log(f"{where()}  loss {history.loss[-1] if history.loss else lv:.4f}  "
                     f"val {psnr:.2f} dB  lr {lr:.2e}  {speed:.2f} step/s")
@@ -342,27 +415,26 @@ def train(cfg: TrainConfig, task) -> dict:
                 progress.update(bar, completed=bar_position(), where=where(),
                                 loss=history.loss[-1] if history.loss else lv,
                                 val=f"{history.val_psnr[-1]:.2f}" if history.val_psnr else "-", speed=speed)
-            if time.time() - last_ckpt > cfg.checkpoint_minutes * 60:
+            if procs.main and time.time() - last_ckpt > cfg.checkpoint_minutes * 60:
                 history.seconds = time.time() - started
                 _save_checkpoint(out, model, opt, step, rng, gen, history, cfg)
-                export(model, out, task, cfg, history, step, device)
+                export(model, out, task, cfg, history, step, device, procs.world)
                 model.train()
                 last_ckpt = time.time()
     except KeyboardInterrupt:
-        history.seconds = time.time() - started
-        _save_checkpoint(out, model, opt, step, rng, gen, history, cfg)
-        if progress is not None:
-            progress.stop()
-        print(f"interrupted at step {step}; checkpoint saved, continue with the same command and --resume",
-              file=sys.stderr)
+        save_interrupted()
         raise
+    if stopped:  # by a signal, on every rank at the same step
+        save_interrupted()
+        procs.barrier()  # the others leave once the checkpoint is written
+        raise KeyboardInterrupt() if stop_signal == [signal.SIGINT] else Terminated()
     # A run stopped by its time budget: the last partial loss point, and always a validation of
     # the final weights (a run that ends at --steps has just had one).
     if window:
         history.step.append(step)
         history.loss.append(float(np.mean(window)))
         window.clear()
-    if not history.val_step or history.val_step[-1] != step:
+    if procs.main and (not history.val_step or history.val_step[-1] != step):
         psnr = validate_now()
         log(f"{where()}  loss {history.loss[-1] if history.loss else float('nan'):.4f}  val {psnr:.2f} dB  "
             f"lr {lr:.2e} (last step)")
@@ -370,15 +442,19 @@ def train(cfg: TrainConfig, task) -> dict:
         progress.update(bar, completed=bar_position(), where=where())
         progress.stop()
     history.seconds = time.time() - started
-    _save_checkpoint(out, model, opt, step, rng, gen, history, cfg)
-
-    export(model, out, task, cfg, history, step, device)
+    if procs.main:
+        _save_checkpoint(out, model, opt, step, rng, gen, history, cfg)
+        export(model, out, task, cfg, history, step, device, procs.world)
+    procs.barrier()  # every rank returns once the files are written
     return {"out": str(out), "card": str(out.with_suffix(".json")), "steps": step,
-            "seconds": history.seconds, "val_psnr": history.val_psnr[-1] if history.val_psnr else None}
+            "seconds": history.seconds, "val_psnr": history.val_psnr[-1] if history.val_psnr else None,
+            "rank": procs.rank, "processes": procs.world}
 
 
-def export(model, out: Path, task, cfg: TrainConfig, history: History, step: int, device: str) -> None:
-    """Write the weights file, its card, the history and the curve plot (at checkpoints and at the end)."""
+def export(model, out: Path, task, cfg: TrainConfig, history: History, step: int, device: str,
+           processes: int = 1) -> None:
+    """Write the weights file, its card, the history and the curve plot (at checkpoints and at the
+    end); `processes`: how many shared the training (torchrun), on the card when more than one."""
     from ..registry import Card, count_parameters, save_weights, sha256_of
 
     model.eval()
@@ -405,6 +481,8 @@ def export(model, out: Path, task, cfg: TrainConfig, history: History, step: int
                 preprocessing=extra.get("preprocessing") or {}, degradation=extra.get("degradation") or {})
     if cfg.minutes is not None:  # the time budget (only on runs that had one)
         card.training["minutes"] = cfg.minutes
+    if processes > 1:  # batch_size is the global batch, split across them
+        card.training["processes"] = processes
     if cfg.init:  # provenance of the starting point, so the card tells the whole recipe
         from ..registry import find_card
 
