@@ -133,6 +133,16 @@ def _ramp(n: int, overlap: int, at_start: bool, at_end: bool) -> np.ndarray:
     return np.maximum(w, 1e-6)
 
 
+def _integer_top(dtype) -> int:
+    """255 or 65535 for uint8 or uint16 pixels; 0 for floats (already in [0, 1])."""
+    return {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}.get(np.dtype(dtype), 0)
+
+
+def _quantize(a: np.ndarray, top: int, dtype) -> np.ndarray:
+    """Clip to [0, 1] and round to integers of `dtype`, as imageio.to_integer does."""
+    return np.round(np.clip(a, 0.0, 1.0) * top).astype(dtype)
+
+
 class Runner:
     """Runs `fn(batch) -> batch` (NCHW float tensors in [0, 1]) over (H, W, C) float32 arrays."""
 
@@ -152,11 +162,15 @@ class Runner:
         self.torch = torch
 
     # Tile and batch defaults: large enough to keep the device busy, small enough for its memory.
-    def default_tile(self, h: int, w: int) -> int:
+    def default_tile(self, h: int, w: int, scale: int = 1) -> int:
         if self.kind == "cuda":
             free, _ = self.torch.cuda.mem_get_info(self.device)
             return 2048 if free > 16e9 else 1024 if free > 4e9 else 512
-        return 0 if h * w <= 2_200_000 else 1024
+        if h * w <= 2_200_000 and h * w * scale * scale <= 16_000_000:
+            return 0
+        # An enlarging model holds about 1 kB per input pixel of activations (x4: 64 features, then
+        # 48 sub-pixel channels and the float output): 512-pixel tiles keep that near 0.3 GB.
+        return 1024 if scale == 1 else 512
 
     def default_batch(self) -> int:
         return 8 if self.kind == "cuda" else 1
@@ -165,14 +179,20 @@ class Runner:
         return model.to(self.device).to(memory_format=self.torch.channels_last)
 
     def run(self, fn: Callable, image: np.ndarray, scale: int = 1, out_channels: int | None = None,
-            context: int = 0) -> np.ndarray:
+            context: int = 0, out_dtype=None) -> np.ndarray:
         """`context`: input pixels that reach each output pixel on each side (the model's receptive
-        radius); the tile overlap is made wide enough that its blended part never sees a tile edge."""
+        radius); the tile overlap is made wide enough that its blended part never sees a tile edge.
+        `image` may be float32 in [0, 1] or uint8/uint16 (converted tile by tile). `out_dtype`
+        np.uint8 or np.uint16: the output is clipped, rounded and assembled in that type tile by tile
+        (as imageio.to_integer would), so that no float copy of a large output is ever held; None:
+        float32 as the model gave it."""
         h, w, _ = image.shape
-        tile = self.options.tile if self.options.tile is not None else self.default_tile(h, w)
+        tile = self.options.tile if self.options.tile is not None else self.default_tile(h, w, scale)
         batch = self.options.batch_size or self.default_batch()
         while True:
             try:
+                if out_dtype is not None:
+                    return self._run_into(fn, image, tile, batch, scale, out_channels, context, np.dtype(out_dtype))
                 return self._run_tiled(fn, image, tile, batch, scale, out_channels, context)
             except Exception as exc:  # noqa: BLE001 - only memory errors are retried
                 if not _is_oom(exc):
@@ -205,10 +225,82 @@ class Runner:
 
     def _to_device(self, arr: np.ndarray):
         torch = self.torch
-        t = torch.from_numpy(arr).permute(0, 3, 1, 2)
+        top = _integer_top(arr.dtype)
+        t = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2)
         if self.kind == "cuda":
             t = t.contiguous().pin_memory().to(self.device, non_blocking=True)
-        return t.contiguous(memory_format=torch.channels_last).to(self.device)
+        t = t.contiguous(memory_format=torch.channels_last).to(self.device)
+        # Integer pixels become floats tile by tile, on the device: the whole image never does.
+        return t.float().div_(top) if top else t
+
+    def _layout(self, h: int, w: int, tile: int, context: int):
+        """Tile height and width, overlap and the tile origins along each axis."""
+        # _ramp ignores the outer quarter of the overlap, so 4 x context keeps edges out of the blend.
+        overlap = min(max(self.options.overlap, 4 * context), tile // 2)
+        th, tw = _fit_tile(h, tile, overlap), _fit_tile(w, tile, overlap)
+        overlap = min(overlap, th // 2, tw // 2)
+        return th, tw, overlap, tile_starts(h, th, overlap), tile_starts(w, tw, overlap)
+
+    def _tile_outputs(self, fn, image, th, tw, positions, batch):
+        """(y0, x0, output tile as (H, W, C) float32) in raster order, a batch at a time."""
+        progress = _tile_progress.get()
+        for i in range(0, len(positions), batch):
+            group = positions[i:i + batch]
+            x = np.stack([image[y0:y0 + th, x0:x0 + tw] for y0, x0 in group])
+            y = self._forward(fn, self._to_device(x)).permute(0, 2, 3, 1).cpu().numpy()
+            yield from ((y0, x0, tile_out) for (y0, x0), tile_out in zip(group, y))
+            if progress is not None:
+                progress(min(1.0, (i + len(group)) / len(positions)))
+
+    def _run_into(self, fn, image, tile, batch, scale, out_channels, context, dtype):
+        """The tiled run, assembled straight into an integer output. Blend weights are separable
+        and the tiles form a grid, so the total weight at (y, x) is Sy(y) * Sx(x) and each tile's
+        share is known before its neighbours run. Tiles come in raster order: a tile's columns
+        left of the next tile's start are final for its tile row, and a tile row's rows above the
+        next row's start are final for good. Only the strips still waiting for a neighbour (the
+        overlaps) are held as floats: a band of rows across the width and a few columns."""
+        h, w, c = image.shape
+        oc = out_channels or c
+        top = _integer_top(dtype)
+        if not tile or (h <= tile and w <= tile):
+            y = self._forward(fn, self._to_device(image[None]))[0].permute(1, 2, 0).cpu().numpy()
+            return _quantize(y, top, dtype)
+        s = scale
+        th, tw, overlap, ys, xs = self._layout(h, w, tile, context)
+        sy = np.zeros(h * s, np.float32)
+        sx = np.zeros(w * s, np.float32)
+        wys = {y0: _ramp(th * s, overlap * s, y0 == 0, y0 + th == h) for y0 in ys}
+        wxs = {x0: _ramp(tw * s, overlap * s, x0 == 0, x0 + tw == w) for x0 in xs}
+        for y0, wy in wys.items():
+            sy[y0 * s:(y0 + th) * s] += wy
+        for x0, wx in wxs.items():
+            sx[x0 * s:(x0 + tw) * s] += wx
+        out = np.empty((h * s, w * s, oc), dtype)
+        next_y = {y0: (ys[k + 1] if k + 1 < len(ys) else h) * s for k, y0 in enumerate(ys)}
+        next_x = {x0: (xs[k + 1] if k + 1 < len(xs) else w) * s for k, x0 in enumerate(xs)}
+        band = th * s
+        rows_in = np.zeros((0, w * s, oc), np.float32)  # rows [y0 * s, ...) left by the tile rows above
+        rows_out = None
+        cols = None  # this tile row's columns left by the tile to the left: (band, width, oc)
+        for y0, x0, tile_out in self._tile_outputs(fn, image, th, tw, [(a, b) for a in ys for b in xs], batch):
+            top_y, left_x = y0 * s, x0 * s
+            final_rows = next_y[y0] - top_y  # rows of this band that no later tile row reaches
+            if x0 == xs[0]:
+                rows_out = np.zeros((band - final_rows, w * s, oc), np.float32)
+                cols = None
+            share = (wys[y0] / sy[top_y:top_y + band])[:, None, None] * (wxs[x0] / sx[left_x:left_x + tw * s])[None, :, None]
+            acc = tile_out * share
+            if cols is not None:
+                acc[:, :cols.shape[1]] += cols
+            done = next_x[x0] - left_x  # columns that no later tile of this row reaches
+            block = acc[:, :done]
+            block[:rows_in.shape[0]] += rows_in[:, left_x:left_x + done]
+            out[top_y:top_y + final_rows, left_x:left_x + done] = _quantize(block[:final_rows], top, dtype)
+            rows_out[:, left_x:left_x + done] = block[final_rows:]
+            cols = acc[:, done:].copy()
+            if x0 == xs[-1]:
+                rows_in = rows_out
+        return out
 
     def _run_tiled(self, fn, image, tile, batch, scale, out_channels, context=0):
         h, w, c = image.shape
@@ -216,26 +308,14 @@ class Runner:
         if not tile or (h <= tile and w <= tile):
             y = self._forward(fn, self._to_device(image[None]))
             return y[0].permute(1, 2, 0).cpu().numpy()
-        # _ramp ignores the outer quarter of the overlap, so 4 x context keeps edges out of the blend.
-        overlap = min(max(self.options.overlap, 4 * context), tile // 2)
-        th, tw = _fit_tile(h, tile, overlap), _fit_tile(w, tile, overlap)
-        overlap = min(overlap, th // 2, tw // 2)
-        ys, xs = tile_starts(h, th, overlap), tile_starts(w, tw, overlap)
+        th, tw, overlap, ys, xs = self._layout(h, w, tile, context)
         out = np.zeros((h * scale, w * scale, oc), np.float32)
         weight = np.zeros((h * scale, w * scale, 1), np.float32)
-        positions = [(y0, x0) for y0 in ys for x0 in xs]
-        progress = _tile_progress.get()
-        for i in range(0, len(positions), batch):
-            group = positions[i:i + batch]
-            x = np.stack([image[y0:y0 + th, x0:x0 + tw] for y0, x0 in group])
-            y = self._forward(fn, self._to_device(x)).permute(0, 2, 3, 1).cpu().numpy()
-            for (y0, x0), tile_out in zip(group, y):
-                wy = _ramp(th * scale, overlap * scale, y0 == 0, y0 + th == h)
-                wx = _ramp(tw * scale, overlap * scale, x0 == 0, x0 + tw == w)
-                wt = (wy[:, None] * wx[None, :])[..., None]
-                sl = np.s_[y0 * scale:(y0 + th) * scale, x0 * scale:(x0 + tw) * scale]
-                out[sl] += tile_out * wt
-                weight[sl] += wt
-            if progress is not None:
-                progress(min(1.0, (i + len(group)) / len(positions)))
+        for y0, x0, tile_out in self._tile_outputs(fn, image, th, tw, [(a, b) for a in ys for b in xs], batch):
+            wy = _ramp(th * scale, overlap * scale, y0 == 0, y0 + th == h)
+            wx = _ramp(tw * scale, overlap * scale, x0 == 0, x0 + tw == w)
+            wt = (wy[:, None] * wx[None, :])[..., None]
+            sl = np.s_[y0 * scale:(y0 + th) * scale, x0 * scale:(x0 + tw) * scale]
+            out[sl] += tile_out * wt
+            weight[sl] += wt
         return out / weight

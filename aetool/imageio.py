@@ -46,7 +46,9 @@ _HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b
 
 @dataclass
 class Picture:
-    pixels: np.ndarray  # float32 (H, W, C) in [0, 1], C in {1, 3}
+    # float32 (H, W, C) in [0, 1], C in {1, 3}. A task's output may instead be uint8 or uint16 (of
+    # the picture's bit depth), assembled so by the engine for outputs too large to hold as floats.
+    pixels: np.ndarray
     alpha: np.ndarray | None = None  # float32 (H, W) in [0, 1], passed through untouched
     bit_depth: int = 8
     exif: bytes | None = None  # raw EXIF block (TIFF header first), orientation already reset
@@ -333,6 +335,20 @@ def to_integer(a: np.ndarray, bits: int) -> np.ndarray:
     return np.round(np.clip(a, 0.0, 1.0) * top).astype(np.uint16 if bits == 16 else np.uint8)
 
 
+def as_float(a: np.ndarray) -> np.ndarray:
+    """Pixels as float32 in [0, 1]: float arrays as they are, uint8/uint16 scaled."""
+    if a.dtype.kind == "f":
+        return a
+    return a.astype(np.float32) / np.float32(np.iinfo(a.dtype).max)
+
+
+def _as_integer(a: np.ndarray, bits: int) -> np.ndarray:
+    """Pixels (float in [0, 1], or integers as a task assembled them) as integers of `bits`."""
+    if a.dtype == (np.uint16 if bits == 16 else np.uint8):
+        return a
+    return to_integer(as_float(a), bits)
+
+
 def encode_image(pic: Picture, suffix: str, quality: int | None = None) -> bytes:
     """Encode to the format of `suffix` (".png", ".jpg", ...) with metadata where it fits."""
     from PIL import Image
@@ -347,10 +363,11 @@ def encode_image(pic: Picture, suffix: str, quality: int | None = None) -> bytes
     pixels = pic.pixels
     if alpha is not None and fmt in ("JPEG", "BMP"):
         # JPEG holds no alpha, and few readers honour BMP's: flatten onto white, as viewers show it.
-        pixels = pixels * alpha[..., None] + (1.0 - alpha[..., None])
+        pixels = as_float(pixels) * alpha[..., None] + (1.0 - alpha[..., None])
         alpha = None
-    planes = [pixels] + ([alpha[..., None]] if alpha is not None else [])
-    arr = to_integer(np.concatenate(planes, axis=2), bits)
+    arr = _as_integer(pixels, bits)  # no copy when a task already gave integers of that depth
+    if alpha is not None:
+        arr = np.concatenate([arr, _as_integer(alpha[..., None], bits)], axis=2)
     if bits == 16:
         return _encode_png16(arr, pic) if fmt == "PNG" else _encode_tiff16(arr, pic)
     c = arr.shape[2]

@@ -28,6 +28,54 @@ def test_tiled_equals_untiled_with_blended_seams():
     assert np.abs(full - tiled).max() < 1 / 255
 
 
+@pytest.mark.parametrize("h, w, tile, overlap, scale", [
+    (150, 230, 64, 32, 1),   # a grid of tiles, every kind of neighbour
+    (150, 230, 64, 16, 2),   # an enlarging model: the blend on the output grid
+    (130, 97, 64, 30, 2),    # the last tiles overlap their neighbours more than the others do
+    (65, 200, 64, 32, 1),    # one tile row
+])
+def test_integer_output_assembled_by_strips_equals_the_float_blend(h, w, tile, overlap, scale):
+    """The uint8 output built tile by tile (only the overlaps held as floats) is the float blend,
+    clipped and rounded: what the encoder would have made of it."""
+    import torch
+
+    from aetool.imageio import to_integer
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 3 * scale * scale, 5, padding=2)
+    fn = lambda x: torch.nn.functional.pixel_shuffle(torch.sigmoid(conv(x)) * 1.2 - 0.1, scale)  # noqa: E731
+    img = structured_image(h, w).astype(np.float32) / 255
+    runner = Runner(EngineOptions(tile=tile, overlap=overlap, batch_size=3, precision="fp32"))
+    fractions = []
+    from aetool.engine import report_tiles
+
+    with report_tiles(fractions.append):
+        got = runner.run(fn, img, scale, out_dtype=np.uint8)
+    assert got.dtype == np.uint8 and got.shape == (h * scale, w * scale, 3)
+    np.testing.assert_array_equal(got, to_integer(runner.run(fn, img, scale), 8))
+    assert fractions[-1] == 1.0
+    wide = runner.run(fn, img, scale, out_dtype=np.uint16)
+    assert wide.dtype == np.uint16 and np.abs(wide / 257.0 - got).max() <= 0.5 + 1e-6
+
+
+def test_integer_input_is_converted_tile_by_tile():
+    import torch
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+    img8 = structured_image(100, 140)
+    runner = Runner(EngineOptions(tile=64, overlap=16, precision="fp32"))
+    from_float = runner.run(conv, img8.astype(np.float32) / 255)
+    np.testing.assert_allclose(runner.run(conv, img8), from_float, atol=1e-6)
+
+
+def test_cpu_tiles_an_enlargement_by_its_output_size():
+    runner = Runner(EngineOptions(device="cpu"))
+    assert runner.default_tile(1000, 1000) == 0  # 1 MP denoised whole
+    assert runner.default_tile(1000, 1000, scale=2) == 0  # 4 MP out
+    assert runner.default_tile(1500, 1000, scale=4) == 512  # 24 MP out: tiles bound the activations
+
+
 def test_out_of_memory_halves_the_tile_and_retries():
     sizes = []
 

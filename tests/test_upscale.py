@@ -124,6 +124,27 @@ def test_tiled_equals_untiled(make_upscaler):
     assert np.abs(whole - tiled).max() <= 1 / 255
 
 
+def test_files_are_enlarged_straight_into_integers(make_upscaler):
+    """The command line's path (Upscaler.picture) assembles an 8-bit file's output as uint8 (no
+    float copy of the enlargement): the same pixels as the float path rounded, resized outputs
+    and alpha still right."""
+    from aetool.engine import EngineOptions
+    from aetool.imageio import Picture, to_integer
+    from aetool.tasks.upscale import Upscaler
+
+    up = Upscaler(str(make_upscaler(2)), EngineOptions(tile=64, device="cpu", precision="fp32"))
+    img = structured_image(90, 120, seed=3).astype(np.float32) / 255
+    out, info = up.picture(Picture(img))
+    assert out.pixels.dtype == np.uint8 and out.pixels.shape == (180, 240, 3)
+    np.testing.assert_array_equal(out.pixels, to_integer(up(img, scale=2)[0], 8))
+    resized, _ = up.picture(Picture(img), outscale=1.5)  # a resize follows: floats, as before
+    assert resized.pixels.dtype == np.float32 and resized.pixels.shape == (135, 180, 3)
+    alpha = np.ones((90, 120), np.float32)
+    alpha[:, :30] = 0.0
+    with_alpha, _ = up.picture(Picture(img, alpha=alpha))
+    assert with_alpha.alpha.shape == (180, 240) and with_alpha.alpha[:, :50].max() < 0.1
+
+
 def test_python_api_kinds(make_upscaler):
     import torch
 

@@ -54,22 +54,29 @@ class Upscaler:
             self._models[scale] = self.runner.prepare(load_model(card, "cpu"))
         return self._models[scale]
 
-    def enlarge(self, pixels: np.ndarray, scale: int) -> np.ndarray:
-        """(H, W, C) -> (H * scale, W * scale, C) with the model of that scale, clipped to [0, 1]."""
+    def enlarge(self, pixels: np.ndarray, scale: int, bits: int | None = None) -> np.ndarray:
+        """(H, W, C) -> (H * scale, W * scale, C) with the model of that scale, clipped to [0, 1].
+        `bits` 8 or 16: the output as uint8 or uint16 instead, assembled tile by tile, so that a
+        large enlargement is never held as floats (a x4 of 24 MP is 384 MP: 4.6 GB in float32)."""
         model = self.model_for(scale)
         c, mc = pixels.shape[2], model.in_channels
         run = lambda x: self.runner.run(model, x, scale, context=model.context)  # noqa: E731
+        if c == mc and bits in (8, 16):
+            return self.runner.run(model, pixels, scale, context=model.context,
+                                   out_dtype=np.uint16 if bits == 16 else np.uint8)
         if c == mc:
             out = run(pixels)
         elif mc == 3:  # grey image, colour model: the three channels are equal in and out
             out = run(np.repeat(pixels, 3, axis=2)).mean(axis=2, keepdims=True)
         else:  # colour image, grey model: channel by channel
             out = np.concatenate([run(pixels[..., k:k + 1]) for k in range(c)], axis=2)
-        return np.clip(out, 0.0, 1.0)
+        return np.clip(out, 0.0, 1.0, out=out)  # in place: no second float copy of the output
 
     def __call__(self, pixels: np.ndarray, alpha: np.ndarray | None = None, scale: int | None = None,
-                 outscale: float | None = None, width: int | None = None, height: int | None = None
-                 ) -> tuple[np.ndarray, np.ndarray | None, dict]:
+                 outscale: float | None = None, width: int | None = None, height: int | None = None,
+                 bits: int | None = None) -> tuple[np.ndarray, np.ndarray | None, dict]:
+        """The enlarged pixels (float32, or uint8/uint16 for `bits` 8/16 where no resize follows),
+        the enlarged alpha (float32) and the record's info."""
         from ..alpha import fill_transparent
         from ..sizing import model_scale_for, resize_float, target_size
 
@@ -83,17 +90,18 @@ class Upscaler:
             out = self.enlarge(fill_transparent(pixels, alpha), scale)
             out_alpha = self.enlarge(alpha[..., None], scale)[..., 0]
         else:
-            out = self.enlarge(pixels, scale)
+            exact = (h * scale, w * scale) == tuple(size)
+            out = self.enlarge(pixels, scale, bits if exact else None)
             out_alpha = None if alpha is None else np.ones(out.shape[:2], np.float32)
         if out.shape[:2] != size:
             out = resize_float(out, size)
             out_alpha = None if out_alpha is None else resize_float(out_alpha, size)
         info = {"model": self.model_for(scale).card.name, "scale": scale, "size": [size[1], size[0]]}
-        return out.astype(np.float32), out_alpha, info
+        return out, out_alpha, info
 
     def picture(self, pic: Picture, scale: int | None = None, outscale: float | None = None,
                 width: int | None = None, height: int | None = None) -> tuple[Picture, dict]:
-        out, alpha, info = self(pic.pixels, pic.alpha, scale, outscale, width, height)
+        out, alpha, info = self(pic.pixels, pic.alpha, scale, outscale, width, height, bits=pic.bit_depth)
         dpi = None
         if pic.dpi:  # more pixels over the same print size
             dpi = (pic.dpi[0] * out.shape[1] / pic.width, pic.dpi[1] * out.shape[0] / pic.height)
