@@ -67,3 +67,22 @@ def test_old_api_module_names_the_task_modules_objects():
     assert api.Upscaler is upscale.Upscaler and api.upscale is upscale.upscale is aetool.upscale
     assert api.Inpainter is inpaint.Inpainter and api.inpaint is inpaint.inpaint is aetool.inpaint
     assert api.hole_boxes is inpaint.hole_boxes
+
+
+def test_denoised_files_are_assembled_as_integers(tiny_model):
+    """The command line's path (Denoiser.picture) gives an 8-bit file's output as uint8 and a
+    16-bit one's as uint16, equal to the float path rounded; a partial --strength stays float."""
+    from aetool.engine import EngineOptions
+    from aetool.imageio import Picture, to_integer
+    from aetool.tasks.denoise import Denoiser
+
+    den = Denoiser(str(tiny_model), EngineOptions(tile=64, device="cpu", precision="fp32"))
+    img = structured_image(100, 140, seed=2).astype(np.float32) / 255
+    for bits, dtype in ((8, np.uint8), (16, np.uint16)):
+        out, info = den.picture(Picture(img, bit_depth=bits), sigma=15)
+        assert out.pixels.dtype == dtype and info["model"] == "tiny"
+        # 16 bits resolve the last float32 bit of the blend (weights normalised in another order): 1 step.
+        diff = np.abs(out.pixels.astype(np.int64) - to_integer(den(img, 15)[0], bits))
+        assert diff.max() <= (0 if bits == 8 else 1)
+    half, _ = den.picture(Picture(img), sigma=15, strength=0.5)
+    assert half.pixels.dtype == np.float32

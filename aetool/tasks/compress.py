@@ -532,7 +532,10 @@ def decompress(data: bytes, model: str | None = None, max_pixels: int | None = N
         else:
             codec = _cached(Codec, model or named_model(header, "model="), "cpu", None, "fp32")
             pic, _ = codec.decode(header)
-    planes = [pic.pixels] + ([pic.alpha[..., None]] if pic.alpha is not None else [])
-    arr = np.round(np.clip(np.concatenate(planes, axis=2), 0, 1) * 255).astype(np.uint8)
+    from ..imageio import as_float, to_integer
+
+    # A post-filter may have assembled its output as integers already (Denoiser with bits).
+    planes = [as_float(pic.pixels)] + ([pic.alpha[..., None]] if pic.alpha is not None else [])
+    arr = to_integer(np.concatenate(planes, axis=2), 8)
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[arr.shape[2]]
     return Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr, mode)

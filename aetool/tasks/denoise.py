@@ -133,9 +133,12 @@ class Denoiser:
         return sigma / 255.0
 
     def __call__(self, pixels: np.ndarray, sigma: float | None = None, strength: float = 1.0,
-                 quality: float | None = None, file_quality: float | None = None) -> tuple[np.ndarray, dict]:
+                 quality: float | None = None, file_quality: float | None = None,
+                 bits: int | None = None) -> tuple[np.ndarray, dict]:
         """quality: the JPEG quality (1-100) for the JPEG post-filter; file_quality: what the file's
-        tables say (used when quality is None)."""
+        tables say (used when quality is None). `bits` 8 or 16: where nothing follows the model
+        (full strength, the model's channel count), the output is assembled as uint8/uint16 tile by
+        tile instead of float32 (a 100 MP photo: 0.3 GB instead of 1.2 GB, and no blend weights)."""
         if not 0.0 <= strength <= 1.0:
             raise UsageError("strength must be between 0 and 1")
         if quality is not None and not 1 <= quality <= 100:
@@ -149,6 +152,11 @@ class Denoiser:
         torch = self.runner.torch
         s = torch.tensor([cond], device=self.runner.device)
         mc = model.in_channels
+        info["model"] = model.card.name
+        if mc == c and strength == 1.0 and bits in (8, 16):
+            out = self.runner.run(lambda x: model(x, s.expand(x.shape[0])), pixels,
+                                  out_dtype=np.uint16 if bits == 16 else np.uint8)
+            return out, info
         if mc == c:
             out = self.runner.run(lambda x: model(x, s.expand(x.shape[0])), pixels)
         elif mc == 1:  # grey model, colour image: the noise is independent per channel
@@ -160,12 +168,11 @@ class Denoiser:
         out = np.clip(out, 0.0, 1.0)
         if strength < 1.0:
             out = pixels + strength * (out - pixels)
-        info["model"] = model.card.name
         return out.astype(np.float32), info
 
     def picture(self, pic: Picture, sigma: float | None = None, strength: float = 1.0,
                 quality: float | None = None) -> tuple[Picture, dict]:
-        out, info = self(pic.pixels, sigma, strength, quality, pic.jpeg_quality)
+        out, info = self(pic.pixels, sigma, strength, quality, pic.jpeg_quality, bits=pic.bit_depth)
         return pic.with_pixels(out), info
 
 
