@@ -14,6 +14,7 @@
     r = det(pil_image)                    # r.score, r.label, r.map (the anomaly map)
     vectors = embed(paths, model="photo-embed")  # (N, latent) numpy array of autoencoder codes
     ae = Autoencoder.load("fashion-vae")  # ae.generate(16, seed=0), ae.interpolate(a, b), ae.reconstruct(ims)
+    speed = run_bench(["denoise"], [1.0])  # this machine's speed per task, as `aetool bench` prints it
 
 torch is imported only when a model runs, so `import aetool` and `aetool --help` stay fast.
 """
@@ -21,7 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = ["denoise", "upscale", "inpaint", "compress", "decompress", "truncate", "AnomalyDetector", "embed", "Autoencoder",
            "estimate_noise",
-           "load_model", "__version__"]
+           "run_bench", "load_model", "__version__"]
 
 
 def __getattr__(name):
@@ -57,6 +58,10 @@ def __getattr__(name):
         from .noise import estimate_noise
 
         return estimate_noise
+    if name == "run_bench":
+        from .bench import run_bench
+
+        return run_bench
     if name == "load_model":
         from .registry import load_model
 

@@ -157,6 +157,11 @@ def preflight(jobs: list[Job], max_pixels: int, output_size: OutputSize | None =
     return ready, failed
 
 
+def default_workers() -> int:
+    """Decode and encode threads when --workers is 0 (auto)."""
+    return min(4, os.cpu_count() or 2)
+
+
 def run_jobs(jobs: list[Job], process: Callable[[Picture, InputItem], tuple[Picture, dict]], *,
              suffix_for: Callable[[Job], str], quality: int | None, max_pixels: int, workers: int,
              on_result: Callable[[FileResult], None], overwrite: bool = False,
@@ -177,7 +182,7 @@ def run_jobs(jobs: list[Job], process: Callable[[Picture, InputItem], tuple[Pict
     Returns None when every job ran, or why the batch stopped early (the jobs left are not
     reported; the caller counts them). KeyboardInterrupt (and Terminated) propagate after the
     writes in flight are finished and reported."""
-    workers = workers or min(4, (os.cpu_count() or 2))
+    workers = workers or default_workers()
     prefetch = max(2, workers)
     readers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aetool-read")
     writers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aetool-write")

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from .. import __version__
-from . import anomaly, autoencoder, compress, denoise, inpaint, upscale
+from . import anomaly, autoencoder, bench, compress, denoise, inpaint, upscale
 from .models import models_app
 from .train import train_app
 
@@ -25,6 +25,7 @@ inpaint.register(app)
 compress.register(app)
 anomaly.register(app)
 autoencoder.register(app)
+bench.register(app)
 app.add_typer(models_app, name="models")
 app.add_typer(train_app, name="train")
 
