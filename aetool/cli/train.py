@@ -124,6 +124,11 @@ train_app = typer.Typer(help="Train or fine-tune a model on your own images.", n
   # a JPEG artefact remover, from the Gaussian denoiser
   aetool train denoise --codec jpeg --grey-fraction 0.25 --data ~/photos \\
       --init denoise-color --out my-jpeg.safetensors
+\b
+  # 4 processes, on 4 GPUs (or CPU cores with --device cpu); any trainer:
+  # --batch-size is the global batch, split across them (docs/training.md)
+  torchrun --nproc-per-node 4 -m aetool train denoise --data ~/photos \\
+      --out my.safetensors --batch-size 64
 """)
 @handle_errors
 @train_command()
@@ -285,10 +290,12 @@ def train_compress(
                                       "recurrent autoencoder whose files decode at every prefix (progressive)."
                                       )] = "hyperprior",
     channels: Annotated[int, typer.Option(metavar="N", help="3 for colour, 1 for grey.")] = 3,
-    n: Annotated[int, typer.Option("--n", metavar="CHANNELS",
+    n: Annotated[int, typer.Option("--n", "--n-channels", metavar="CHANNELS",
                                    help="hyperprior: channels of the transforms and of the hyper-latent (N in "
-                                   "Ballé et al.).")] = 64,
-    m: Annotated[int, typer.Option("--m", metavar="CHANNELS", help="hyperprior: channels of the latent (M).")] = 96,
+                                   "Ballé et al.; spell it --n-channels under torchrun, which takes --n for "
+                                   "its own options).")] = 64,
+    m: Annotated[int, typer.Option("--m", "--m-channels", metavar="CHANNELS",
+                                   help="hyperprior: channels of the latent (M; --m-channels under torchrun).")] = 96,
     bits: Annotated[int, typer.Option(metavar="N", help="recurrent: bits per 16x16 pixels per iteration "
                                       "(32: 1/8 bpp per iteration before entropy coding).")] = 32,
     iterations: Annotated[int, typer.Option(metavar="N", help="recurrent: iterations (refinements) a file can "

@@ -273,6 +273,8 @@ def _train(cfg: TrainConfig, task, procs) -> dict:
         step, history = _load_checkpoint(out, model, opt, rng, gen)
     if procs.world > 1:
         ddp = wrap(model, task, device)
+        if procs.rank:  # the codecs' quantisation noise comes from torch's global generator inside
+            torch.manual_seed(cfg.seed + procs.rank)  # forward: another stream on each rank, not copies
 
         def compute_loss(batch):
             return ddp(batch)
@@ -340,7 +342,7 @@ def _train(cfg: TrainConfig, task, procs) -> dict:
         raise Terminated()  # exit 143, as the image commands
 
     # With several processes a signal only asks to stop: the ranks agree on it at the start of the
-    # next step (torchrun passes Ctrl-C on as SIGTERM to every rank), rank 0 saves a checkpoint of
+    # next step (torchrun passes Ctrl-C and SIGTERM on to every rank), rank 0 saves a checkpoint of
     # that step, and all leave together; a second signal stops at once.
     stop_signal: list[int] = []
 
