@@ -1,6 +1,7 @@
 """The part of every image command after parsing: find inputs, plan outputs, run, report."""
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -52,6 +53,7 @@ def run_image_command(name: str, inputs: list[str], output: str | None, args: Im
     fmt = fmt.lower()
     if fmt not in FORMATS and not fmt.startswith("."):
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}")
+    ray_address = check_ray(name, args, file_per_input)
     items, missing = collect_inputs(inputs, recursive, output=output if output != "-" else None, suffix=suffix,
                                     fmt=fmt, include=args.include or (), exclude=args.exclude or (),
                                     max_depth=args.max_depth, extensions=input_extensions,
@@ -61,6 +63,9 @@ def run_image_command(name: str, inputs: list[str], output: str | None, args: Im
     to_stdout = file_per_input and (output == "-" or (output is None and any(it.is_stdin for it in items)))
     if to_stdout and len(items) + len(missing) != 1:
         raise UsageError("standard output takes exactly one image; give a folder with -o for several")
+    if ray_address and (to_stdout or any(it.is_stdin for it in items)):
+        raise UsageError("--ray reads and writes files: give input files or folders and an output folder with -o, "
+                         "not standard input or output")
     if to_stdout and as_json:
         raise UsageError("--json prints to standard output, which is taken by the image; use -o FILE")
     if output is None and not to_stdout and file_per_input:
@@ -94,6 +99,19 @@ def run_image_command(name: str, inputs: list[str], output: str | None, args: Im
     # On a terminal a progress bar, unless the JSON lines go to the same terminal (they are the progress).
     interactive = sys.stderr.isatty() and not quiet and not (as_json and sys.stdout.isatty())
     reporter = Reporter(name, args, summary, jobs if interactive and not dry_run else None)
+    ray_session = contextlib.ExitStack()
+    if ray_address and jobs and not dry_run:
+        from ..cluster import Session
+
+        # Ray prints its workers' errors ("(raylet) ...") on stdout, which carries the JSON lines: send
+        # them to stderr while Ray is connected (the reporter keeps the real stdout).
+        ray_session.enter_context(contextlib.redirect_stdout(sys.stderr))
+        # Connected now, so that a cluster that cannot be reached is a usage error before any file is reported.
+        try:
+            cluster = ray_session.enter_context(Session(ray_address, quiet))
+        except BaseException:
+            ray_session.close()
+            raise
     for miss, why in missing:
         reporter(FileResult(miss, None, "failed", why))
     for r in decided + refused:
@@ -110,9 +128,13 @@ def run_image_command(name: str, inputs: list[str], output: str | None, args: Im
     try:
         if jobs:
             reporter.start()
-            stopped = run_jobs(jobs, process, suffix_for=suffix_for, quality=quality, max_pixels=options.max_pixels,
-                               workers=options.workers, on_result=reporter, overwrite=overwrite,
-                               output_size=output_size, on_progress=reporter.tiles, read=read)
+            run_options = dict(suffix_for=suffix_for, quality=quality, max_pixels=options.max_pixels,
+                               workers=options.workers, overwrite=overwrite, output_size=output_size, read=read)
+            if ray_address:  # the same run_jobs, in actors that build the processor themselves
+                stopped = cluster.run_jobs(jobs, make_processor, on_result=reporter, device=options.device,
+                                           actors=args.ray_actors, **run_options)
+            else:
+                stopped = run_jobs(jobs, process, on_result=reporter, on_progress=reporter.tiles, **run_options)
             if stopped:
                 summary.stopped = stopped
     except KeyboardInterrupt as exc:
@@ -120,6 +142,7 @@ def run_image_command(name: str, inputs: list[str], output: str | None, args: Im
         summary.stopped = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
     finally:
         reporter.stop()
+        ray_session.close()  # a Ray instance started for the run stops, with its actors
     summary.not_started = max(0, len(jobs) - (summary.total - reported_before))
     summary.seconds = time.perf_counter() - started
     finish_code = on_finish(reporter.results, summary) if on_finish is not None and not dry_run else None
@@ -134,6 +157,22 @@ def run_image_command(name: str, inputs: list[str], output: str | None, args: Im
     raise typer.Exit(EXIT_SOME_FAILED if summary.failed or summary.stopped else finish_code or EXIT_OK)
 
 
+def check_ray(name: str, args: ImageArgs, file_per_input: bool) -> str | None:
+    """--ray's address as ray.init takes it (None without --ray), or a usage error: Ray Data not
+    installed (with what to install), a value that is no address, a command that cannot run there."""
+    if args.ray is None:
+        if args.ray_actors:
+            raise UsageError("--ray-actors is for --ray")
+        return None
+    from ..cluster import check_address, require_ray
+
+    address = check_address(args.ray)
+    require_ray()
+    if not file_per_input:  # its result is built from every file in one process (embed's table)
+        raise UsageError(f"`aetool {name}` does not run on Ray: it writes one result for the whole run")
+    return address
+
+
 class Reporter:
     """Reports each file's result (JSON line, failure or verbose line, progress bar) and the
     summary. Called from writer threads the moment an output is in place, so it takes a lock.
@@ -142,6 +181,7 @@ class Reporter:
 
     def __init__(self, name: str, args: ImageArgs, summary: Summary, bar_jobs: list | None):
         self.name, self.args, self.summary = name, args, summary
+        self.out = sys.stdout  # the JSON lines' stream, kept while a --ray run sends stray output to stderr
         self.lock = threading.RLock()
         self.progress = None
         self.bar_jobs = bar_jobs
@@ -197,14 +237,15 @@ class Reporter:
             self.summary.add(r)
             self.results.append(r)
             if args.as_json:
-                sys.stdout.write(json.dumps(r.to_json()) + "\n")
-                sys.stdout.flush()
+                self.out.write(json.dumps(r.to_json()) + "\n")
+                self.out.flush()
             if r.status == "failed" and not (args.as_json and args.quiet):
                 self._stderr(f"aetool: failed: {r.input}: {r.error}")
             elif r.info.get("warning") and not args.quiet:  # done, but not as asked (a size target too small)
                 self._stderr(f"aetool: warning: {r.input}: {r.info['warning']}")
             elif args.dry_run and not args.as_json and not args.quiet:
-                print(f"{r.status}: {r.input} -> {r.output}" + (f" ({r.error})" if r.error else ""), flush=True)
+                print(f"{r.status}: {r.input} -> {r.output}" + (f" ({r.error})" if r.error else ""), file=self.out,
+                      flush=True)
             elif args.verbose and not args.quiet:  # with --json too: verbose lines go to stderr
                 extra = " ".join(f"{k}={v}" for k, v in r.info.items())
                 self._stderr(f"{r.status}: {r.input} -> {r.output} {extra}".rstrip())
@@ -218,8 +259,8 @@ class Reporter:
         """The summary: a JSON object with --json, and one line on stderr unless -q."""
         s, args = self.summary, self.args
         if args.as_json:
-            sys.stdout.write(json.dumps({"summary": s.to_json()}) + "\n")
-            sys.stdout.flush()
+            self.out.write(json.dumps({"summary": s.to_json()}) + "\n")
+            self.out.flush()
         if args.quiet:
             return
         if args.dry_run:

@@ -54,6 +54,14 @@ Json = Annotated[bool, typer.Option("--json", help="Print one JSON object per fi
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors (no progress bar, no "
                                      "summary line).")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Print a line per file on stderr (with --json too).")]
+Ray = Annotated[Optional[str], typer.Option(
+    "--ray", metavar="ADDRESS", show_default=False,
+    help="Run the files on Ray Data: local (start Ray on this machine for the run), auto (the cluster that "
+         "`ray start` runs) or the head's host:port or ray://host:port. Inputs and outputs must be on a file "
+         "system every node sees at the same path. Needs pip install \"aetool[ray]\"; see docs/scale.md.")]
+RayActors = Annotated[int, typer.Option(min=0, metavar="N", help="With --ray: copies of the model to run (0: one "
+                                        "per GPU of the cluster, or one per CPU when it has none or with --device "
+                                        "cpu).")]
 MaxPixels = Annotated[float, typer.Option(metavar="MP", help="Refuse images above this many megapixels, input or "
                                           "output (guards against decompression bombs); images that would need more "
                                           "memory than is available are refused too.")]
@@ -81,13 +89,15 @@ class ImageArgs:
     quiet: bool = False
     verbose: bool = False
     max_pixels: float = 250.0
+    ray: Optional[str] = None  # --ray ADDRESS: local, auto, host:port, ray://host:port
+    ray_actors: int = 0
 
 
 _IMAGE_OPTIONS = {"recursive": Recursive, "include": Include, "exclude": Exclude, "max_depth": MaxDepth,
                   "suffix": Suffix, "fmt": Format, "quality": Quality, "device": Device,
                   "batch_size": BatchSize, "tile": Tile, "precision": Precision, "workers": Workers,
                   "overwrite": Overwrite, "dry_run": DryRun, "as_json": Json, "quiet": Quiet, "verbose": Verbose,
-                  "max_pixels": MaxPixels}
+                  "max_pixels": MaxPixels, "ray": Ray, "ray_actors": RayActors}
 
 
 def with_shared_options(fn, shared: dict, bundle, arg: str):
