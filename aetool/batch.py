@@ -12,7 +12,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -184,6 +184,10 @@ def run_jobs(jobs: list[Job], process: Callable[[Picture, InputItem], tuple[Pict
     writes in flight are finished and reported."""
     workers = workers or default_workers()
     prefetch = max(2, workers)
+    # Outputs waiting for a writer are held in memory: when encoding is slower than the model (a
+    # GPU, PNG at 0.4 CPU-seconds a megapixel), the model waits for a writer instead of queueing
+    # every output of the folder (24 MP: 288 MB each).
+    max_writes = 2 * workers
     readers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aetool-read")
     writers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aetool-write")
     stdin_data: dict[int, bytes] = {}
@@ -237,6 +241,7 @@ def run_jobs(jobs: list[Job], process: Callable[[Picture, InputItem], tuple[Pict
         on_result(result)
 
     pending_reads: deque[tuple[Job, Future, float]] = deque()
+    pending_writes: set[Future] = set()
     queue = deque(jobs)
 
     def take_claim(job: Job) -> bool:
@@ -282,7 +287,9 @@ def run_jobs(jobs: list[Job], process: Callable[[Picture, InputItem], tuple[Pict
                 mp = pic.height * pic.width / 1e6 if isinstance(pic, Picture) else (job.megapixels or 0.0)
                 if isinstance(out, Picture):
                     _check_finite(out)
-                writers.submit(write_and_report, job, out, info, started, mp)
+                while len(pending_writes) >= max_writes:
+                    _, pending_writes = wait(pending_writes, return_when=FIRST_COMPLETED)
+                pending_writes.add(writers.submit(write_and_report, job, out, info, started, mp))
             except Exception as exc:  # noqa: BLE001 - one bad file never stops the batch
                 release(job)
                 on_result(failed(job, exc))
