@@ -34,7 +34,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import UsageError
+from .errors import FatalError, UsageError
 
 TASKS = ("denoise", "upscale", "inpaint", "compress", "decompress")
 SIZES = (1.0, 6.0, 24.0)  # megapixels: a phone thumbnail's worth, a small camera, a 24 MP camera
@@ -362,7 +362,8 @@ def _timed(fn: Callable, repeat: int) -> tuple[float, list[float], object]:
 def run_folder(task: BenchTask, folder: Path, out_dir: Path) -> dict:
     """The folder through the command line's engine (collect, plan, preflight, run_jobs), as
     `aetool TASK FOLDER -o OUT` runs it but without the progress reporting: {"seconds": wall time,
-    "files", "model_s": the model's seconds per file inside the pipeline}. Raises on a failed file."""
+    "files", "model_s": the model's seconds per file inside the pipeline}. A failed file is a
+    FatalError."""
     from .batch import plan_jobs, preflight, run_jobs
     from .discovery import IMAGE_EXTENSIONS, collect_inputs, plan_output
 
@@ -389,7 +390,7 @@ def run_folder(task: BenchTask, folder: Path, out_dir: Path) -> dict:
     bad = [r for r in decided + refused + results if r.status != "ok"]
     if stopped or bad or len(results) != len(items):
         why = stopped or (bad[0].error if bad else "not every file was done")
-        raise RuntimeError(f"the end-to-end run of {task.name} failed: {why}")
+        raise FatalError(f"the end-to-end run of {task.name} failed: {why}")
     return {"seconds": seconds, "files": len(items), "model_s": statistics.median(model_runs)}
 
 

@@ -71,7 +71,8 @@ def bench_command(
     the engine chose. Also how a bug report states a machine's speed.
 
     Duration: on a 2-core CPU the default run takes about 40 minutes (a 24 MP denoise is about
-    three minutes a run); --sizes 1 about 4 minutes; on a GPU a few minutes."""
+    three minutes a run, and the 24 MP rows are two thirds of the total); --sizes 1 about 3
+    minutes, --sizes 1,6 about 12. A GPU takes a few minutes."""
     from ..bench import parse_sizes, parse_tasks, run_bench
     from ..engine import parse_tile
 
