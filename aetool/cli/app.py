@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from .. import __version__
-from . import anomaly, autoencoder, bench, compress, denoise, inpaint, upscale
+from . import anomaly, autoencoder, bench, compress, denoise, inpaint, serve, upscale
 from .models import models_app
 from .train import train_app
 
@@ -26,6 +26,7 @@ compress.register(app)
 anomaly.register(app)
 autoencoder.register(app)
 bench.register(app)
+serve.register(app)
 app.add_typer(models_app, name="models")
 app.add_typer(train_app, name="train")
 
