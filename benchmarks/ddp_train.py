@@ -126,6 +126,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, help="training images (default: 12 generated 256x320 images)")
     ap.add_argument("--procs", default="1,2", help="process counts to compare (default 1,2)")
     ap.add_argument("--threads-total", type=int, default=os.cpu_count(), help="torch threads shared by the processes")
+    ap.add_argument("--threads-each", type=int, help="torch threads of every process instead (e.g. 1: the same work "
+                    "per process, N times the cores)")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--patch", type=int, default=64)
@@ -144,7 +146,8 @@ def main() -> None:
     if args.skip != "speed":
         runs = []
         for n in procs:
-            runs.append(train_run(n, max(1, args.threads_total // n), args, data, tmp / f"p{n}" / "m.safetensors"))
+            threads = args.threads_each or max(1, args.threads_total // n)
+            runs.append(train_run(n, threads, args, data, tmp / f"p{n}" / "m.safetensors"))
             runs[-1]["max_weight_diff_vs_first"] = max_difference(tmp / f"p{procs[0]}" / "m.safetensors",
                                                                  tmp / f"p{n}" / "m.safetensors")
         report["speed"] = runs

@@ -3,13 +3,17 @@ processes give the weights of one with the same global batch, a stopped run resu
 checkpoint moves between 1 and 2 processes, and rank 0 alone writes files.
 
 Tolerance. Two processes compute the same patches as one (every rank draws the global batch and
-keeps its half), so the only difference is the order of the sums: the gradient is the mean of two
-half-batch means (DDP averages them) instead of one mean over the batch, and convolutions on 2
-patches may block their sums differently from 4. That changes gradients in their last bits (about
-1e-7 relative); Adam moves each weight by at most about --lr (4e-4 here) a step, so after 8 steps
-the weights agree to far below ATOL = 1e-6, while a wrong share (a patch missing or trained
-twice) moves them by about a step's update. Runs with the same number of processes repeat their
-sums exactly, so a resumed 2-process run equals an uninterrupted one bit for bit."""
+keeps its half), so the only difference is the order of the sums: the gradient is the mean of
+two half-batch means (DDP averages them) instead of one mean over the batch, and convolutions on
+2 patches may block their sums differently from 4. That changes gradients in their last bits
+(about 1e-7 relative), and the weights by about as much, except where a gradient is a near
+cancellation to about zero: there rounding can flip its sign, and Adam, which normalises each
+gradient, then moves that weight by up to a step's update the other way. So the test bounds the
+whole difference by what training moved: |w2 - w1| <= REL * |w1 - w_init| (L2 over all weights),
+REL = 1 %: room for about three such weights (each at most 2 x 4e-4 against a move of 0.14
+here, 0.6 %), while a wrong share (rank 1 training on rank 0's half) differs by 29 %. (On the machine it was written on, the
+difference is 0.) Runs with the same number of processes repeat their sums exactly, so a resumed
+2-process run equals an uninterrupted one bit for bit."""
 from __future__ import annotations
 
 import json
@@ -28,7 +32,7 @@ from safetensors.torch import load_file
 
 from conftest import structured_image
 
-ATOL = 1e-6
+REL = 0.01
 STEPS, STOP_AT = 8, 6  # an interrupted run stops when drawing the 6th batch: its checkpoint is step 5
 
 
@@ -123,11 +127,20 @@ def _weights(path):
     return load_file(str(path))
 
 
-def _assert_close(a, b, atol=ATOL):
+def _initial_weights(data):
+    import torch
+
+    torch.manual_seed(0)  # as the loop seeds the initial weights (--seed 0)
+    return {k: v.detach() for k, v in _task(data).build_model().state_dict().items()}
+
+
+def _assert_close(a, b, initial):
+    """b is within REL of what training moved a (see the module's docstring)."""
     a, b = _weights(a), _weights(b)
-    assert a.keys() == b.keys()
-    for k in a:
-        np.testing.assert_allclose(a[k].numpy(), b[k].numpy(), rtol=0, atol=atol, err_msg=k)
+    assert a.keys() == b.keys() == initial.keys()
+    diff = sum(float((a[k].double() - b[k].double()).square().sum()) for k in a) ** 0.5
+    moved = sum(float((a[k].double() - initial[k].double()).square().sum()) for k in a) ** 0.5
+    assert moved > 0 and diff <= REL * moved, f"weights differ by {diff:.3g}, {diff / moved:.2%} of training's move"
 
 
 def _assert_equal(a, b):
@@ -151,8 +164,9 @@ def test_two_processes_match_one_resume_exactly_and_move_between_counts(data, tm
     _train_one(data, tmp_path / "c.safetensors", stop_at=STOP_AT)
     _spawn(2, data, tmp_path, [_free_port() for _ in range(4)])
 
-    # (a) the same global batch on 2 processes gives the weights and losses of 1 (see ATOL).
-    _assert_close(tmp_path / "a1.safetensors", tmp_path / "a2.safetensors")
+    # (a) the same global batch on 2 processes gives the weights and losses of 1 (see REL).
+    initial = _initial_weights(data)
+    _assert_close(tmp_path / "a1.safetensors", tmp_path / "a2.safetensors", initial)
     one = json.loads((tmp_path / "a1.history.json").read_text())
     two = json.loads((tmp_path / "a2.history.json").read_text())
     assert one["step"] == two["step"] == list(range(1, STEPS + 1)) and one["val_step"] == two["val_step"] == [4, 8]
@@ -164,9 +178,9 @@ def test_two_processes_match_one_resume_exactly_and_move_between_counts(data, tm
     _assert_equal(tmp_path / "a2.safetensors", tmp_path / "b2.safetensors")
     # (c) a checkpoint of 1 process resumed by 2, and one of 2 resumed by 1: the 1-process run.
     assert json.loads((tmp_path / "d.ckpt.json").read_text())["step"] == STOP_AT - 1
-    _assert_close(tmp_path / "a1.safetensors", tmp_path / "c.safetensors")
+    _assert_close(tmp_path / "a1.safetensors", tmp_path / "c.safetensors", initial)
     _train_one(data, tmp_path / "d.safetensors", resume=True)
-    _assert_close(tmp_path / "a1.safetensors", tmp_path / "d.safetensors")
+    _assert_close(tmp_path / "a1.safetensors", tmp_path / "d.safetensors", initial)
     # (d) rank 0 alone wrote checkpoints and weights; both ranks saw the interruption.
     rank0 = json.loads((tmp_path / "rank0.json").read_text())
     rank1 = json.loads((tmp_path / "rank1.json").read_text())
@@ -192,7 +206,7 @@ def test_torchrun_command_line(data, tmp_path):
                                                            "m.json", "m.png", "m.safetensors"]
     assert json.loads(out.with_suffix(".json").read_text())["training"]["processes"] == 2
     _train_one(data, tmp_path / "one.safetensors")
-    _assert_close(tmp_path / "one.safetensors", out)
+    _assert_close(tmp_path / "one.safetensors", out, _initial_weights(data))
 
 
 def test_processes_from_the_environment(monkeypatch):
