@@ -322,27 +322,43 @@ def _client_text_stream(link, kind: bytes, tty: bool, encoding: str, errors: str
 
 
 class _Link:
-    """The connection to the client during a command: sends output (from any thread), and reads
-    the client's signals, which it raises in the main thread as if they had arrived there (the
-    client gone counts as Ctrl-C, so that an abandoned command stops)."""
+    """The connection to the client during a command. Output frames go out through a queue and a
+    sender thread, so that a KeyboardInterrupt raised in the main thread never cuts a frame in two;
+    a reader thread takes the client's signals and raises them in the main thread as if they had
+    arrived there (the client gone counts as Ctrl-C, so that an abandoned command stops)."""
 
     def __init__(self, conn: socket.socket, server: "Server"):
+        import queue
         import threading
 
         self.conn, self.server = conn, server
         self.lock = threading.Lock()
         self.active, self.forwarded, self.alive = True, False, True
+        self.outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.sender = threading.Thread(target=self._send_loop, name="aetool-serve-output", daemon=True)
         self.reader = threading.Thread(target=self._read, name="aetool-serve-signals", daemon=True)
+        self.sender.start()
         self.reader.start()
 
     def send(self, kind: bytes, payload: bytes) -> None:
-        with self.lock:
-            if not self.alive:
+        self.outbox.put((kind, payload))
+
+    def _send_loop(self) -> None:
+        while True:
+            item = self.outbox.get()
+            if item is None:
                 return
-            try:
-                send_frame(self.conn, kind, payload)
-            except OSError:
-                self.alive = False
+            if self.alive:
+                try:
+                    send_frame(self.conn, *item)
+                except OSError:
+                    self.alive = False
+
+    def finish(self, code: int) -> None:
+        """The exit code after every output frame; returns once they are sent (or the client is gone)."""
+        self.outbox.put((EXIT, str(code).encode()))
+        self.outbox.put(None)
+        self.sender.join()
 
     def _read(self) -> None:
         while True:
@@ -589,7 +605,7 @@ class Server:
             os.chdir(cwd)
         if code in (130, 143) and not link.forwarded:
             self.stopping = True  # the server's own Ctrl-C or SIGTERM: the command stopped, now the server
-        link.send(EXIT, str(code).encode())
+        link.finish(code)
         try:
             conn.shutdown(socket.SHUT_RDWR)
         except OSError:
