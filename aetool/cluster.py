@@ -132,7 +132,7 @@ class Session:
                 on_result(pickle.loads(row["record"]))
                 if row["stopped"]:
                     return str(row["stopped"])
-        except ray.exceptions.RayError as exc:
+        except Exception as exc:  # noqa: BLE001 - Ray's failures (an actor that cannot start, a lost object)
             return f"the Ray run failed: {_first_line(exc)}"
         finally:
             close = getattr(rows, "close", None)

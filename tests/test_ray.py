@@ -78,7 +78,7 @@ def test_denoise_folder_with_bad_files_matches_the_local_run_and_reruns_finish_i
 
     # A re-run (after a node was lost, say) does only what is missing: the bad files fail again.
     (tmp_path / "ray" / "good1.png").unlink()
-    again = run(*common, "-o", tmp_path / "ray", "--ray", "local")
+    again = run(*common, "-o", tmp_path / "ray", "--ray", "local", "--ray-actors", "1")  # 1 file to do
     assert again.exit_code == 1, again.output
     recs, summary = records(again.stdout)
     assert (summary["ok"], summary["skipped"], summary["failed"]) == (1, 3, 2)
