@@ -271,3 +271,72 @@ def test_cli_json_record_of_a_too_small_image(tiny_model, tmp_path):
     assert record["status"] == "ok" and "too small" in record["note"]
     assert record.get("sigma_estimated") is None and "sigma" not in record  # no invented noise level
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out.png")), np.asarray(Image.open(src)))
+
+
+# --- estimate_noise: the fast paths compute what the plain ones did ------------------------
+
+
+def _median_test_reference(eig: np.ndarray) -> int:
+    """Chen, Zhu & Heng's test as a loop: the longest tail eig[:m] whose mean is not above
+    its median (as many values above the mean as below it)."""
+    for m in range(len(eig), 0, -1):
+        tail = eig[:m]
+        tau = tail.mean()
+        if np.count_nonzero(tail > tau) >= np.count_nonzero(tail < tau):
+            return m
+    raise AssertionError("m = 1 always passes")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_vectorised_median_test_matches_the_loop(seed):
+    from aetool.noise import _median_test
+
+    rng = np.random.default_rng(seed)
+    noise_tail = rng.chisquare(20, 147) / 20 * 25
+    spectra = [
+        noise_tail,  # noise alone
+        noise_tail + np.r_[np.zeros(135), rng.uniform(50, 5000, 12)],  # noise and 12 signal directions
+        np.full(49, 4.0),  # all equal
+        np.zeros(27),  # a flat image
+        np.r_[np.full(20, 1.0), np.full(20, 2.0), np.full(9, 30.0)],  # ties
+        rng.integers(0, 4, 75).astype(float),  # many ties
+        np.array([3.0]),
+    ]
+    for eig in spectra:
+        eig = np.sort(eig)
+        assert _median_test(eig) == _median_test_reference(eig), eig
+
+
+def test_box_sums_by_slicing_equal_those_by_indexing(monkeypatch):
+    """Candidate scores and means come from integral images, by slicing the whole grid (small
+    images) or by indexing the sampled corners (large ones): the same numbers either way."""
+    import aetool.noise as noise
+
+    img = add_gaussian_noise(_scene(96), 30, np.random.default_rng(0))
+    args = (img, 1.0, 7, 3, 2000, None, True, True, np.array([120.0, 110.0, 100.0]))
+
+    def run(factor):
+        monkeypatch.setattr(noise, "_SLICE_FACTOR", factor)
+        return noise._candidates(*args[:5], np.random.default_rng(3), *args[6:])
+
+    sliced, indexed = run(100), run(0)
+    for name in ("xi", "mu", "mu_ring", "sat_ring", "py", "px", "a"):
+        np.testing.assert_array_equal(getattr(sliced, name), getattr(indexed, name), err_msg=name)
+    # The integral image, row by row, is np.cumsum's.
+    x = np.random.default_rng(1).uniform(0, 255, (37, 53))
+    want = np.zeros((38, 54))
+    want[1:, 1:] = np.cumsum(np.cumsum(x, axis=0), axis=1)
+    np.testing.assert_array_equal(noise._integral(x), want)
+
+
+def test_small_image_measures_each_set_once(monkeypatch):
+    """On a 64x64 colour image every nested set has the minimum size: one covariance and one
+    eigendecomposition, not one per fraction (the work that made small images slow)."""
+    import aetool.noise as noise
+
+    calls = []
+    real = noise._noise_variance_cov
+    monkeypatch.setattr(noise, "_noise_variance_cov", lambda cov, n: calls.append(n) or real(cov, n))
+    noisy = add_gaussian_noise(_scene(64), 5, np.random.default_rng(0))  # sigma 5: no clipping model
+    assert abs(estimate_noise(noisy) / 5 - 1) < 0.15
+    assert calls == [1470]  # 10 patches per dimension of a 7 x 7 x 3 patch
