@@ -301,9 +301,11 @@ class CompressTask(BenchTask):
         return lambda pic, item: codec.picture(pic)
 
     def runner_facts(self, h, w):
-        from .tasks.compress import TILE_PIXELS
+        from .tasks.compress import ANALYSIS_MARGIN, TILE_PIXELS
 
-        return {"precision": "fp32", "tile": TILE_PIXELS if max(h, w) > TILE_PIXELS else 0, "batch_size": 1}
+        # Codec._tiled: whole up to the tile plus its two margins
+        whole = max(h, w) <= TILE_PIXELS + 2 * ANALYSIS_MARGIN
+        return {"precision": "fp32", "tile": 0 if whole else TILE_PIXELS, "batch_size": 1}
 
 
 class DecompressTask(BenchTask):
@@ -542,7 +544,7 @@ def _run_once(task: BenchTask, pixels: np.ndarray) -> None:
 
 def _rounded(row: dict) -> dict:
     def r(v):
-        return round(v, 4) if isinstance(v, float) else [r(x) for x in v] if isinstance(v, list) else v
+        return round(v, 6) if isinstance(v, float) else [r(x) for x in v] if isinstance(v, list) else v
 
     return {k: r(v) for k, v in row.items()}
 
