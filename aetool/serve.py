@@ -474,6 +474,25 @@ class Server:
         from .cli import app
 
         self.command = typer.main.get_command(app)
+        self.warm_models()
+
+    def warm_models(self) -> None:
+        """Load the default colour denoiser and x2 upscaler into the model cache and run each once
+        on a small image, so that the first call does not wait for the weights or for the first
+        convolutions' set-up either. Nothing is kept from it but the cache (each command gets its
+        own copy of a model); a failure here only means a slower first call."""
+        try:
+            import numpy as np
+
+            from .engine import EngineOptions
+            from .tasks.denoise import Denoiser
+            from .tasks.upscale import Upscaler
+
+            pixels = np.full((64, 64, 3), 0.5, dtype=np.float32)
+            Denoiser(None, EngineOptions())(pixels, sigma=15.0)
+            Upscaler(None, EngineOptions()).enlarge(pixels, 2)
+        except Exception as exc:  # noqa: BLE001
+            self.log(f"aetool serve: warm-up skipped: {type(exc).__name__}: {exc}")
 
     def on_sigterm(self, signum, frame):
         """The server's SIGTERM stops it as Ctrl-C does; a client's that arrives after its command
