@@ -166,10 +166,11 @@ class Runner:
         if self.kind == "cuda":
             free, _ = self.torch.cuda.mem_get_info(self.device)
             return 2048 if free > 16e9 else 1024 if free > 4e9 else 512
-        if h * w <= 2_200_000 and h * w * scale * scale <= 16_000_000:
-            return 0
+        if h * w <= 2_200_000:
+            return 0  # whole: fastest, and at most ~2 GB of activations
         # An enlarging model holds about 1 kB per input pixel of activations (x4: 64 features, then
-        # 48 sub-pixel channels and the float output): 512-pixel tiles keep that near 0.3 GB.
+        # 48 sub-pixel channels and the float output): 512-pixel tiles keep that near 0.3 GB, where
+        # the output (x4 of 24 MP: 1.2 GB as uint8) leaves the least room (benchmarks/peak_memory.py).
         return 1024 if scale == 1 else 512
 
     def default_batch(self) -> int:

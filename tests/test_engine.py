@@ -69,11 +69,11 @@ def test_integer_input_is_converted_tile_by_tile():
     np.testing.assert_allclose(runner.run(conv, img8), from_float, atol=1e-6)
 
 
-def test_cpu_tiles_an_enlargement_by_its_output_size():
+def test_cpu_tiles_an_enlargement_in_smaller_tiles():
     runner = Runner(EngineOptions(device="cpu"))
-    assert runner.default_tile(1000, 1000) == 0  # 1 MP denoised whole
-    assert runner.default_tile(1000, 1000, scale=2) == 0  # 4 MP out
-    assert runner.default_tile(1500, 1000, scale=4) == 512  # 24 MP out: tiles bound the activations
+    assert runner.default_tile(1000, 1000) == 0 and runner.default_tile(1500, 1000, scale=4) == 0  # whole
+    assert runner.default_tile(3000, 2000) == 1024
+    assert runner.default_tile(3000, 2000, scale=2) == 512  # the output's room: smaller tiles
 
 
 def test_out_of_memory_halves_the_tile_and_retries():
