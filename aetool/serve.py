@@ -184,6 +184,9 @@ def run_via_server(argv: list[str], path: str | None = None) -> int | None:
             frame = recv_frame(sock, limit=1 << 16)
         except (OSError, ValueError):  # no server (a stale socket), or it went away before starting
             return None
+        except KeyboardInterrupt:  # while the server was busy with another call: nothing was run
+            sys.stderr.write("aetool: interrupted\n")
+            return 130
         if frame is None or frame[0] != ACCEPTED:  # declined: nothing was run
             return None
         return _relay(sock)
@@ -573,7 +576,10 @@ class Server:
             self.log(f"aetool serve: declined ({reason})")
             send_frame(conn, DECLINE, reason.encode())
             return
-        conn.settimeout(None)
+        conn.settimeout(None)  # (blocking mode: _closed's MSG_DONTWAIT peek then returns at once)
+        if _closed(conn):  # the caller gave up while the server was busy: run nothing
+            self.log("aetool serve: caller gone before its command started")
+            return
         send_frame(conn, ACCEPTED)
         started = time.perf_counter()
         code = self.run_command(conn, req)
@@ -649,6 +655,16 @@ class Server:
         except Exception:  # noqa: BLE001 - a bug in a command: its traceback, exit 1, as in process
             traceback.print_exc()
             return 1
+
+
+def _closed(conn: socket.socket) -> bool:
+    """Whether the other end has closed the connection (without reading anything)."""
+    try:
+        return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
 
 
 def _parse_request(req: dict) -> dict:

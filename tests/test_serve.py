@@ -219,3 +219,25 @@ def test_what_runs_in_a_server(argv, served):
     assert wants_server(argv, {"AETOOL_NO_SERVE": "1"}) is False
     assert wants_server(argv, {"AETOOL_NO_SERVE": "0"}) is served
     assert wants_server(argv, {"_AETOOL_COMPLETE": "bash_complete"}) is False
+
+
+def test_a_caller_that_gives_up_while_the_server_is_busy_runs_nothing(server, small, tiny_model):
+    """A request whose caller closed before the server took it (Ctrl-C while queued) is dropped."""
+    from aetool.serve import REQUEST, _request, send_frame
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as busy, \
+            socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as gone:
+        busy.connect(str(server["path"]))  # holds the server: it waits for this request (up to 10 s)
+        gone.connect(str(server["path"]))
+        old = os.getcwd()
+        os.chdir(small)
+        try:
+            request = _request(["denoise", "s.png", "-o", "gone.png", "--sigma", "15", "--model", str(tiny_model)])
+        finally:
+            os.chdir(old)
+        request["env"] = server["env"]
+        send_frame(gone, REQUEST, json.dumps(request).encode())
+    p = run(server, "--version")  # served after both
+    assert p.returncode == 0
+    assert not (small / "gone.png").exists()
+    assert "caller gone before its command started" in server["log"].read_text()
