@@ -558,8 +558,6 @@ class Server:
         return None
 
     def handle(self, conn: socket.socket) -> None:
-        import time
-
         conn.settimeout(10.0)  # a client that connects and says nothing does not hold the server
         if not _same_user(conn):
             return
@@ -581,12 +579,11 @@ class Server:
             self.log("aetool serve: caller gone before its command started")
             return
         send_frame(conn, ACCEPTED)
-        started = time.perf_counter()
-        code = self.run_command(conn, req)
-        self.log(f"aetool serve: exit {code} in {time.perf_counter() - started:.3f} s: aetool {' '.join(req['argv'])}")
+        self.run_command(conn, req)
 
     def run_command(self, conn: socket.socket, req: dict) -> int:
         import io
+        import time
         import warnings
 
         tty, sizes = req["tty"], req["sizes"]
@@ -603,6 +600,7 @@ class Server:
             return os.terminal_size(size)
 
         code = 1
+        started = time.perf_counter()
         try:
             os.chdir(req["cwd"])
             os.environ.clear()
@@ -630,6 +628,8 @@ class Server:
             os.chdir(cwd)
         if code in (130, 143) and not link.forwarded:
             self.stopping = True  # the server's own Ctrl-C or SIGTERM: the command stopped, now the server
+        # logged before the caller hears the exit code, so that the log is in order with the calls
+        self.log(f"aetool serve: exit {code} in {time.perf_counter() - started:.3f} s: aetool {' '.join(req['argv'])}")
         link.finish(code)
         try:
             conn.shutdown(socket.SHUT_RDWR)

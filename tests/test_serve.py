@@ -167,7 +167,7 @@ def test_bad_requests_and_other_environments_do_not_stop_the_server(server, smal
     p = run(server, "denoise", "s.png", "-o", "t.png", "--sigma", "15", "--model", tiny_model, "-q", cwd=small,
             OMP_NUM_THREADS="1")
     assert p.returncode == 0, p.stderr
-    assert "declined (started with other values of OMP_NUM_THREADS)" in log_lines(server)[before]
+    assert any("declined (started with other values of OMP_NUM_THREADS)" in line for line in log_lines(server)[before:])
     p = run(server, "--version")
     assert p.returncode == 0 and server["proc"].poll() is None
 
@@ -194,7 +194,7 @@ def test_ctrl_c_or_death_of_a_client_stops_its_command_not_the_server(server, tm
         else:
             assert client.returncode == -signal.SIGKILL
         deadline = time.monotonic() + 120
-        while not any(f"exit 130" in line and str(out) in line for line in log_lines(server)):
+        while not any("exit 130" in line and str(out) in line for line in log_lines(server)):
             assert time.monotonic() < deadline, log_lines(server)[-3:]
             time.sleep(0.1)
         assert len(list(out.glob("*.png"))) < 40
