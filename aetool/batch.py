@@ -162,7 +162,7 @@ def default_workers() -> int:
     return min(4, os.cpu_count() or 2)
 
 
-def run_jobs(jobs: list[Job], process: Callable[[Picture, InputItem], tuple[Picture, dict]], *,
+def run_jobs(jobs: list[Job], process: Callable[[Picture, InputItem], tuple[Picture, dict]] | list[Callable], *,
              suffix_for: Callable[[Job], str], quality: int | None, max_pixels: int, workers: int,
              on_result: Callable[[FileResult], None], overwrite: bool = False,
              output_size: OutputSize | None = None,
@@ -178,6 +178,9 @@ def run_jobs(jobs: list[Job], process: Callable[[Picture, InputItem], tuple[Pict
 
     Each output is claimed (a lock file beside it) before its input is read, so that runs sharing
     an output folder split the work; a file another run holds, or has finished meanwhile, is skipped.
+
+    `process` may be a list of processors (model replicas on several devices, --devices): each
+    runs in a thread of its own, taking the next decoded file; the order of results then varies.
 
     Returns None when every job ran, or why the batch stopped early (the jobs left are not
     reported; the caller counts them). KeyboardInterrupt (and Terminated) propagate after the
@@ -273,28 +276,71 @@ def run_jobs(jobs: list[Job], process: Callable[[Picture, InputItem], tuple[Pict
             if take_claim(job):
                 pending_reads.append((job, readers.submit(read_input, job), time.perf_counter()))
 
+    write_slots = threading.Lock()  # pending_writes, shared by the replicas' threads
+
+    def queue_write(job: Job, out, info: dict, started: float, mp: float) -> None:
+        nonlocal pending_writes
+        while True:
+            with write_slots:
+                pending_writes = {f for f in pending_writes if not f.done()}
+                if len(pending_writes) < max_writes:
+                    pending_writes.add(writers.submit(write_and_report, job, out, info, started, mp))
+                    return
+                waiting = set(pending_writes)
+            wait(waiting, return_when=FIRST_COMPLETED)
+
+    def step(process: Callable, job: Job, fut: Future, started: float) -> None:
+        """One decoded file through the model, its output handed to a writer."""
+        try:
+            source = fut.result()
+            tick = (lambda fraction, job=job: on_progress(job, fraction)) if on_progress else None
+            with report_tiles(tick):
+                out, info = process(source, job.item)
+            pic = source if isinstance(source, Picture) else out
+            mp = pic.height * pic.width / 1e6 if isinstance(pic, Picture) else (job.megapixels or 0.0)
+            if isinstance(out, Picture):
+                _check_finite(out)
+            queue_write(job, out, info, started, mp)
+        except Exception as exc:  # noqa: BLE001 - one bad file never stops the batch
+            release(job)
+            on_result(failed(job, exc))
+            if _is_fatal(exc) and not stop:
+                stop.append(_reason(exc))
+
+    replicas = list(process) if isinstance(process, (list, tuple)) else [process]
+    taking = threading.Lock()  # the read-ahead queue, with several replicas
+
+    def next_read():
+        with taking:
+            if not pending_reads or stop:
+                return None
+            entry = pending_reads.popleft()
+            fill()
+            return entry
+
+    def replica_loop(process: Callable) -> None:
+        while (entry := next_read()) is not None:
+            step(process, *entry)
+
     try:
         fill()
-        while pending_reads and not stop:
-            job, fut, started = pending_reads.popleft()
-            fill()
+        if len(replicas) == 1:  # the model on this (the main) thread
+            while (entry := next_read()) is not None:
+                step(replicas[0], *entry)
+        else:
+            threads = [threading.Thread(target=replica_loop, args=(p,), name=f"aetool-model-{i}", daemon=True)
+                       for i, p in enumerate(replicas)]
+            for t in threads:
+                t.start()
             try:
-                source = fut.result()
-                tick = (lambda fraction, job=job: on_progress(job, fraction)) if on_progress else None
-                with report_tiles(tick):
-                    out, info = process(source, job.item)
-                pic = source if isinstance(source, Picture) else out
-                mp = pic.height * pic.width / 1e6 if isinstance(pic, Picture) else (job.megapixels or 0.0)
-                if isinstance(out, Picture):
-                    _check_finite(out)
-                while len(pending_writes) >= max_writes:
-                    _, pending_writes = wait(pending_writes, return_when=FIRST_COMPLETED)
-                pending_writes.add(writers.submit(write_and_report, job, out, info, started, mp))
-            except Exception as exc:  # noqa: BLE001 - one bad file never stops the batch
-                release(job)
-                on_result(failed(job, exc))
-                if _is_fatal(exc) and not stop:
-                    stop.append(_reason(exc))
+                for t in threads:
+                    while t.is_alive():
+                        t.join(0.2)  # short waits: Ctrl-C and SIGTERM reach this (the main) thread
+            except KeyboardInterrupt:
+                stop.append("interrupted")  # the replicas finish the file they hold and take no other
+                for t in threads:
+                    t.join()
+                raise
     finally:
         for _, f, _ in pending_reads:
             f.cancel()

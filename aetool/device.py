@@ -16,6 +16,27 @@ def check_names(device: str, precision: str) -> None:
         raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
 
 
+def parse_devices(spec: str, device: str) -> list[str]:
+    """The devices of --devices: 'all' (every visible GPU when --device is cuda or auto finds CUDA;
+    else the one device), or a comma list of device names ('cuda:0,cuda:1'; 'cpu,cpu' runs two CPU
+    replicas, for tests). One model replica and one model thread per entry."""
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if names == ["all"]:
+        import torch
+
+        resolved = resolve_device(device)
+        if resolved.split(":")[0] == "cuda" and ":" not in device:
+            return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        return [resolved]
+    if not names or "all" in names:
+        raise UsageError(f"--devices must be all or a comma list of devices (cuda:0,cuda:1), got '{spec}'")
+    for n in names:
+        if n == "auto":
+            raise UsageError("--devices lists devices by name (cpu, cuda:N, mps), not auto")
+        check_names(n, "auto")
+    return [resolve_device(n) for n in names]
+
+
 def resolve_device(name: str) -> str:
     import torch
 

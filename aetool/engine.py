@@ -23,6 +23,20 @@ _tile_progress: contextvars.ContextVar[Callable[[float], None] | None] = context
     "aetool_tile_progress", default=None)
 
 
+# The device of the model replica being built (--devices): set by the batch pipeline around each
+# replica's make_processor(), so that every Runner that replica makes runs on its own device.
+_replica_device: contextvars.ContextVar[str | None] = contextvars.ContextVar("aetool_replica_device", default=None)
+
+
+@contextlib.contextmanager
+def replica_on(device: str | None):
+    token = _replica_device.set(device)
+    try:
+        yield
+    finally:
+        _replica_device.reset(token)
+
+
 @contextlib.contextmanager
 def report_tiles(callback: Callable[[float], None] | None):
     token = _tile_progress.set(callback)
@@ -154,7 +168,7 @@ class Runner:
         self.options = options or EngineOptions()
         check_names(self.options.device, self.options.precision)
         check_ensemble(self.options.ensemble)
-        self.device = resolve_device(self.options.device)
+        self.device = resolve_device(_replica_device.get() or self.options.device)
         self.kind = self.device.split(":")[0]
         self.amp_dtype = autocast_dtype(self.options.precision, self.device)
         if self.kind == "cpu" and self.amp_dtype == torch.float16:

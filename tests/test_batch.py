@@ -396,3 +396,49 @@ def test_symlink_loop_in_a_folder_tree_is_not_followed(tmp_path, tiny_model):
     r = run("denoise", folder, "-r", "-o", tmp_path / "out", "--model", tiny_model, "--sigma", "5", "--json")
     assert r.exit_code == 0, r.output
     assert json_lines(r.stdout)[-1]["summary"]["ok"] == 2
+
+
+def test_model_replicas_share_the_folder_in_threads_of_their_own(tmp_path):
+    """run_jobs with a list of processors (--devices): every file once, by whichever replica is
+    free; both replicas work, each in its own thread, and a bad file still fails alone."""
+    from aetool.batch import plan_jobs, run_jobs
+    from aetool.discovery import collect_inputs, plan_output
+
+    folder = image_folder(tmp_path / "in", 6)
+    (folder / "07.png").write_bytes(b"not a png")
+    items, _ = collect_inputs([str(folder)])
+    jobs, _ = plan_jobs(items, lambda it: plan_output(it, str(tmp_path / "out"), False, "", "same"), False)
+    threads = {0: set(), 1: set()}
+    both_busy = threading.Barrier(2, timeout=10)
+
+    def replica(k):
+        def process(pic, item):
+            threads[k].add(threading.current_thread().name)
+            if item.path.name in ("00.png", "01.png"):
+                both_busy.wait()  # the first two files run at the same time, one per replica
+            return pic.with_pixels(pic.pixels * 0.5), {"replica": k}
+        return process
+
+    results = []
+    stopped = run_jobs(jobs, [replica(0), replica(1)], suffix_for=lambda j: ".png", quality=None,
+                       max_pixels=10**8, workers=2, on_result=results.append)
+    assert stopped is None
+    ok = sorted(Path(r.input).name for r in results if r.status == "ok")
+    assert ok == [f"{i:02d}.png" for i in range(6)]
+    assert [Path(r.input).name for r in results if r.status == "failed"] == ["07.png"]
+    assert {r.info["replica"] for r in results if r.status == "ok"} == {0, 1}
+    assert len(threads[0] | threads[1]) == 2 and not (threads[0] & threads[1])
+
+
+def test_devices_cli_runs_a_replica_per_device(tmp_path, tiny_model):
+    """`--devices cpu,cpu`: two CPU replicas give the bytes one device gives; bad lists are exit 2."""
+    folder = image_folder(tmp_path / "in", 4)
+    base = ["denoise", str(folder), "--model", str(tiny_model), "--sigma", "15", "-q"]
+    assert run(*base, "-o", str(tmp_path / "one")).exit_code == 0
+    res = run(*base, "-o", str(tmp_path / "two"), "--devices", "cpu,cpu", "--json")
+    assert res.exit_code == 0, res.output
+    for f in sorted((tmp_path / "one").iterdir()):
+        assert (tmp_path / "two" / f.name).read_bytes() == f.read_bytes()
+    for bad in ("auto", "gpu0", "all,cpu", ","):
+        r = run(*base, "-o", str(tmp_path / "bad"), "--devices", bad)
+        assert r.exit_code == 2, (bad, r.output)

@@ -92,7 +92,7 @@ def run_image_command(name: str, inputs: list[str], output: str | None, args: Im
 
     jobs, decided = plan_jobs(items, plan, overwrite)
     # The model is checked before any input is read: a damaged one is one usage error (exit 2).
-    process = make_processor() if jobs else None
+    process = model_replicas(make_processor, args, options) if jobs else None
     jobs, refused = preflight(jobs, options.max_pixels, output_size, options.workers, verify=dry_run, probe=probe)
     summary = Summary()
     started = time.perf_counter()
@@ -155,6 +155,28 @@ def run_image_command(name: str, inputs: list[str], output: str | None, args: Im
         print(f"aetool: stopped: {summary.stopped}; {summary.not_started} file(s) not started, "
               "re-run to do the rest once it is fixed", file=sys.stderr)
     raise typer.Exit(EXIT_SOME_FAILED if summary.failed or summary.stopped else finish_code or EXIT_OK)
+
+
+def model_replicas(make_processor: Callable[[], Callable], args: ImageArgs, options: EngineOptions):
+    """The processor, or with --devices one per device (each built with its Runners on that device),
+    for batch.run_jobs to run side by side."""
+    if not args.devices:
+        return make_processor()
+    if args.ray is not None:
+        raise UsageError("--devices is for runs on this machine; with --ray the cluster places the model copies "
+                         "(--ray-actors)")
+    from ..device import parse_devices
+    from ..engine import replica_on
+
+    devices = parse_devices(args.devices, options.device)
+    if len(devices) == 1:
+        with replica_on(devices[0]):
+            return make_processor()
+    replicas = []
+    for device in devices:
+        with replica_on(device):
+            replicas.append(make_processor())
+    return replicas
 
 
 def check_ray(name: str, args: ImageArgs, file_per_input: bool) -> str | None:

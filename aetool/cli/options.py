@@ -59,6 +59,11 @@ Ray = Annotated[Optional[str], typer.Option(
     help="Run the files on Ray Data: local (start Ray on this machine for the run), auto (the cluster that "
          "`ray start` runs) or the head's host:port or ray://host:port. Inputs and outputs must be on a file "
          "system every node sees at the same path. Needs pip install \"aetool[ray]\"; see docs/scale.md.")]
+Devices = Annotated[Optional[str], typer.Option(
+    metavar="LIST", show_default=False,
+    help="Run a copy of the model on each of several devices, one file per device at a time: all (every "
+         "visible GPU with --device cuda or auto; else the one device) or a comma list (cuda:0,cuda:1). "
+         "Default: one device (--device).")]
 RayActors = Annotated[int, typer.Option(min=0, metavar="N", help="With --ray: copies of the model to run (0: one "
                                         "per GPU of the cluster, or one per CPU when it has none or with --device "
                                         "cpu).")]
@@ -91,13 +96,15 @@ class ImageArgs:
     max_pixels: float = 250.0
     ray: Optional[str] = None  # --ray ADDRESS: local, auto, host:port, ray://host:port
     ray_actors: int = 0
+    devices: Optional[str] = None  # --devices LIST: all, or cuda:0,cuda:1 (one model replica each)
 
 
 _IMAGE_OPTIONS = {"recursive": Recursive, "include": Include, "exclude": Exclude, "max_depth": MaxDepth,
                   "suffix": Suffix, "fmt": Format, "quality": Quality, "device": Device,
                   "batch_size": BatchSize, "tile": Tile, "precision": Precision, "workers": Workers,
                   "overwrite": Overwrite, "dry_run": DryRun, "as_json": Json, "quiet": Quiet, "verbose": Verbose,
-                  "max_pixels": MaxPixels, "ray": Ray, "ray_actors": RayActors}
+                  "max_pixels": MaxPixels, "ray": Ray, "ray_actors": RayActors,
+                  "devices": Devices}
 
 
 def with_shared_options(fn, shared: dict, bundle, arg: str):
