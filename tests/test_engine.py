@@ -213,3 +213,20 @@ def test_push_pull_fill_does_not_move_with_the_image_size():
     odd = push_pull_fill(x, weight)
     hole = weight[0, 0, :, :100] == 0
     assert (even[..., :100] - odd[..., :100])[0, :, hole].abs().max() < 1e-4
+
+
+def test_gpu_check_script_says_when_there_is_no_gpu(tmp_path):
+    """benchmarks/gpu_check.sh is prepared for a GPU machine; here it must stop at once, exit 3."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA machine runs the real checks")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
+    proc = subprocess.run(["bash", str(script), str(tmp_path / "out")], capture_output=True, text=True,
+                          env={**__import__("os").environ, "PYTHON": sys.executable})
+    assert proc.returncode == 3 and "no CUDA device" in proc.stderr
+    assert subprocess.run(["bash", str(script)], capture_output=True).returncode == 2
