@@ -188,6 +188,8 @@ def _png_bit_depth_of(im) -> int:
 def _decode(im, data: bytes) -> Picture:
     from PIL import Image
 
+    source, quantization = im, getattr(im, "quantization", None) if im.format == "JPEG" else None
+
     own_exif = im.getexif()
     orientation = int(own_exif.get(_ORIENTATION_TAG, 1) or 1)
     exif_obj = Image.Exif()  # a copy: editing the image's own EXIF breaks some TIFF decoders
@@ -254,17 +256,23 @@ def _decode(im, data: bytes) -> Picture:
             if im.mode in ("LA", "RGBA"):
                 alpha = arr[..., -1].astype(np.float32) / 255.0
                 arr = arr[..., :-1]
-            pixels = arr.astype(np.float32) / 255.0
+            # Pillow's copy (4 bytes a pixel) is not needed any more: freed before the floats are
+            # made, and those divided in place (a 100 MP photo: 2.4 GB less at the peak).
+            im.close()
+            source.close()
+            pixels = arr.astype(np.float32)
+            np.divide(pixels, 255.0, out=pixels)
+            del arr
     if fmt == "TIFF" and bits == 8:
         orientation = 1  # Pillow's TIFF decoder has already applied it
     pixels = _orient(pixels, orientation)
     if alpha is not None:
         alpha = _orient(alpha, orientation)
     jpeg_quality = None
-    if fmt == "JPEG" and getattr(im, "quantization", None):
+    if fmt == "JPEG" and quantization:
         from .codecs import jpeg_quality_from_tables
 
-        jpeg_quality = jpeg_quality_from_tables(im.quantization)
+        jpeg_quality = jpeg_quality_from_tables(quantization)
     return Picture(pixels=np.ascontiguousarray(pixels, np.float32), alpha=alpha, bit_depth=bits, exif=exif,
                    icc=icc, dpi=dpi, source_format=fmt, xmp=xmp, png_text=png_text, jpeg_quality=jpeg_quality)
 
