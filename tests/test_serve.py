@@ -33,8 +33,10 @@ def server():
     env = {**os.environ, "AETOOL_SOCKET": str(path)}
     env.pop("AETOOL_NO_SERVE", None)
     with open(log, "wb") as log_file:
+        # Started outside the source tree, so that it imports the aetool the callers import (in CI the
+        # installed one, not ./aetool): a server of another installation declines every call.
         proc = subprocess.Popen([sys.executable, "-m", "aetool", "serve", "-v"], env=env, stdout=log_file,
-                                stderr=subprocess.STDOUT)
+                                stderr=subprocess.STDOUT, cwd=folder)
     deadline = time.monotonic() + 300  # torch's import on a loaded machine
     while not path.exists():
         assert proc.poll() is None, log.read_text()
@@ -51,8 +53,9 @@ def run(server, *args, served=True, cwd=None, **env):
     full = {**server["env"], **env}
     if not served:
         full["AETOOL_NO_SERVE"] = "1"
-    return subprocess.run([sys.executable, "-m", "aetool", *map(str, args)], env=full, cwd=cwd, capture_output=True,
-                          timeout=300)
+    # Never from the source tree (see the fixture): the caller must import the server's aetool.
+    return subprocess.run([sys.executable, "-m", "aetool", *map(str, args)], env=full,
+                          cwd=cwd or server["path"].parent, capture_output=True, timeout=300)
 
 
 def log_lines(server) -> list[str]:
@@ -126,7 +129,8 @@ def test_client_path_imports_no_typer_numpy_or_torch(server, small):
             "except SystemExit as e:\n    assert e.code == 0\n"
             "heavy = [m for m in ('typer', 'click', 'numpy', 'torch', 'PIL') if m in sys.modules]\n"
             "assert not heavy, heavy\n")
-    p = subprocess.run([sys.executable, "-c", code], env=server["env"], capture_output=True, timeout=120)
+    p = subprocess.run([sys.executable, "-c", code], env=server["env"], capture_output=True, timeout=120,
+                       cwd=server["path"].parent)
     assert p.returncode == 0, p.stderr
     from aetool import __version__
 
@@ -182,7 +186,7 @@ def test_ctrl_c_or_death_of_a_client_stops_its_command_not_the_server(server, tm
         out = tmp_path / f"out-{how}"
         client = subprocess.Popen([sys.executable, "-m", "aetool", "denoise", str(folder), "-o", str(out), "--sigma",
                                    "15", "--model", str(tiny_model), "--json", "--workers", "1"], env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=server["path"].parent)
         first = json.loads(client.stdout.readline())  # one file done: the command is in its batch
         assert first["status"] == "ok"
         client.send_signal(getattr(signal, how))
