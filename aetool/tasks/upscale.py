@@ -60,10 +60,9 @@ class Upscaler:
         large enlargement is never held as floats (a x4 of 24 MP is 384 MP: 4.6 GB in float32)."""
         model = self.model_for(scale)
         c, mc = pixels.shape[2], model.in_channels
-        run = lambda x: self.runner.run(model, x, scale, context=model.context)  # noqa: E731
+        run = lambda x, dtype=None: self.runner.run(model, x, scale, context=model.context, out_dtype=dtype)  # noqa: E731
         if c == mc and bits in (8, 16):
-            return self.runner.run(model, pixels, scale, context=model.context,
-                                   out_dtype=np.uint16 if bits == 16 else np.uint8)
+            return run(pixels, np.uint16 if bits == 16 else np.uint8)
         if c == mc:
             out = run(pixels)
         elif mc == 3:  # grey image, colour model: the three channels are equal in and out
