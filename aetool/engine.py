@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import NonFiniteOutputError, UsageError
-from .imageio import DEFAULT_MAX_PIXELS
+from .imageio import DEFAULT_MAX_PIXELS, to_integer
 
 MIN_TILE = 64
 
@@ -152,11 +152,6 @@ def _integer_top(dtype) -> int:
     return {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}.get(np.dtype(dtype), 0)
 
 
-def _quantize(a: np.ndarray, top: int, dtype) -> np.ndarray:
-    """Clip to [0, 1] and round to integers of `dtype`, as imageio.to_integer does."""
-    return np.round(np.clip(a, 0.0, 1.0) * top).astype(dtype)
-
-
 class Runner:
     """Runs `fn(batch) -> batch` (NCHW float tensors in [0, 1]) over (H, W, C) float32 arrays."""
 
@@ -276,10 +271,10 @@ class Runner:
         overlaps) are held as floats: a band of rows across the width and a few columns."""
         h, w, c = image.shape
         oc = out_channels or c
-        top = _integer_top(dtype)
+        bits = 16 if dtype == np.uint16 else 8  # clipped and rounded as the encoder would (imageio.to_integer)
         if not tile or (h <= tile and w <= tile):
             y = self._forward(fn, self._to_device(image[None]))[0].permute(1, 2, 0).cpu().numpy()
-            return _quantize(y, top, dtype)
+            return to_integer(y, bits)
         s = scale
         th, tw, overlap, ys, xs = self._layout(h, w, tile, context)
         sy = np.zeros(h * s, np.float32)
@@ -310,7 +305,7 @@ class Runner:
             done = next_x[x0] - left_x  # columns that no later tile of this row reaches
             block = acc[:, :done]
             block[:rows_in.shape[0]] += rows_in[:, left_x:left_x + done]
-            out[top_y:top_y + final_rows, left_x:left_x + done] = _quantize(block[:final_rows], top, dtype)
+            out[top_y:top_y + final_rows, left_x:left_x + done] = to_integer(block[:final_rows], bits)
             rows_out[:, left_x:left_x + done] = block[final_rows:]
             cols = acc[:, done:].copy()
             if x0 == xs[-1]:
