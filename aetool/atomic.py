@@ -45,6 +45,7 @@ import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 __all__ = [
     "TEMP_SUFFIX", "LOCK_SUFFIX", "BREAK_SUFFIX", "DEFAULT_STALE_SECONDS",
@@ -140,10 +141,12 @@ def temp_name_for(name: str) -> str:
     return _fit("." + name, tail)
 
 
-def write_atomic(path: str | Path, data: bytes, *, fsync: bool = True) -> None:
+def write_atomic(path: str | Path, data: bytes | Callable[[BinaryIO], None], *, fsync: bool = True) -> None:
     """Write `data` to `path` through a temporary in the same folder, renamed into place: no
     reader ever sees half a file, and on any error (or interrupt) the temporary is removed.
-    The file gets mode 0644 minus the umask. Creates the parent folder."""
+    `data` may be a function that writes to the (seekable) temporary file: an encoder that
+    streams, so that a large output is never held as bytes in memory. The file gets mode 0644
+    minus the umask. Creates the parent folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
@@ -160,7 +163,10 @@ def write_atomic(path: str | Path, data: bytes, *, fsync: bool = True) -> None:
         raise FileExistsError(f"cannot create a temporary file next to {path}")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
             if fsync:
                 # fsync the data before the rename. Without it, a power loss or kernel crash soon
                 # after the rename can leave NAME present but empty on ext4/XFS (the rename is

@@ -14,6 +14,7 @@ import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +24,7 @@ from . import atomic
 from .discovery import InputItem
 from .engine import report_tiles
 from .errors import FatalError, ImageError, ModelError, NonFiniteOutputError
-from .imageio import Picture, encode_image, probe_image, read_image
+from .imageio import Picture, encode_image, probe_image, read_image, write_image
 from .limits import OutputSize
 
 # Write errors that every later file would hit too: stop instead of failing them one by one.
@@ -217,7 +218,9 @@ def run_jobs(jobs: list[Job], process: Callable[[Picture, InputItem], tuple[Pict
                 sys.stdout.buffer.write(out if isinstance(out, bytes) else encode_image(out, suffix_for(job), quality))
                 sys.stdout.buffer.flush()
             else:
-                data = out if isinstance(out, bytes) else encode_image(out, suffix_for(job), quality)
+                # Encoded straight into the temporary file: a large output is never also held as bytes.
+                data = out if isinstance(out, bytes) else partial(write_image, out, suffix=suffix_for(job),
+                                                                   quality=quality)
                 try:
                     atomic.write_atomic(job.output, data)
                 except OSError as exc:
@@ -358,7 +361,9 @@ def run_jobs(jobs: list[Job], process: Callable[[Picture, InputItem], tuple[Pict
 
 def _check_finite(pic: Picture) -> None:
     for plane in (pic.pixels, pic.alpha):
-        if plane is not None and not np.isfinite(plane).all():
+        # Integer pixels (the engine's assembly of a large output) are finite by type; np.isfinite
+        # of them would only allocate a mask as large as the image.
+        if plane is not None and plane.dtype.kind == "f" and not np.isfinite(plane).all():
             raise NonFiniteOutputError("the model produced NaN or infinite values; its weights are damaged or "
                                        "its training diverged (re-train or restore it)")
 

@@ -236,7 +236,10 @@ class Runner:
     def _to_device(self, arr: np.ndarray):
         torch = self.torch
         top = _integer_top(arr.dtype)
-        t = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2)
+        # torch warns of read-only arrays (decoded pixels can be views of Pillow's bytes): a copy of
+        # the tile then, which the device transfer makes anyway.
+        arr = np.ascontiguousarray(arr) if arr.flags.writeable else np.array(arr)
+        t = torch.from_numpy(arr).permute(0, 3, 1, 2)
         if self.kind == "cuda":
             t = t.contiguous().pin_memory().to(self.device, non_blocking=True)
         t = t.contiguous(memory_format=torch.channels_last).to(self.device)

@@ -3,11 +3,13 @@
 Every image becomes float32 pixels in [0, 1] of shape (H, W, C), C = 1 (grey) or 3 (colour), plus
 an untouched alpha plane and the metadata to write back: EXIF (orientation applied to the pixels
 and reset to 1; pixel size and resolution updated to what is written), ICC profile, DPI, XMP, PNG
-text chunks, bit depth. 16-bit PNG and TIFF are read and written with pypng
-and tifffile because Pillow handles 16-bit colour only as 8-bit.
+text chunks, bit depth. Pillow handles 16-bit colour only as 8-bit: 16-bit PNG is read with pypng,
+16-bit TIFF read and written with tifffile. Every PNG is written by aetool.pngstream, strip by
+strip, without a copy of the image.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -23,6 +25,7 @@ from .errors import ImageError
 from .limits import OutputSize, check_image_size
 
 DEFAULT_MAX_PIXELS = 250_000_000  # a 250 MP photo passes; a decompression bomb does not
+_READ_WHOLE_BELOW = 16 << 20  # files smaller than this are read at once; larger ones decoded from the disk
 
 FORMAT_EXTENSIONS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp", "tiff": ".tif",
                      "tif": ".tif", "bmp": ".bmp", "avif": ".avif"}
@@ -89,31 +92,34 @@ def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(ops[orientation](a)) if orientation in ops else a
 
 
-def _png_bit_depth(head: bytes) -> int:
-    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
-        return head[24]
-    return 8
-
-
 def read_image(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
-               output_size: OutputSize | None = None) -> Picture:
+               output_size: OutputSize | None = None, integer: bool = False) -> Picture:
     """Decode a file (or its bytes). Raises ImageError with a readable reason. The declared size is
     checked against `max_pixels` and the memory available before any pixel is decoded;
-    `output_size` ((h, w) -> (h, w)) lets a command that enlarges images check its output too."""
-    try:
-        data = source if isinstance(source, bytes) else Path(source).read_bytes()
-    except IsADirectoryError:
-        raise ImageError("is a folder (use -r to go into folders)") from None
-    except OSError as exc:
-        raise ImageError(f"cannot read the file: {exc.strerror or exc}") from None
-    im = _open_image(data)
-    _check_declared_size(im, max_pixels, output_size)
-    try:
-        return _decode(im, data)
-    except ImageError:
-        raise
-    except Exception as exc:
-        raise ImageError(f"cannot decode the image (truncated or damaged?): {exc}") from None
+    `output_size` ((h, w) -> (h, w)) lets a command that enlarges images check its output too.
+    `integer`: 8-bit and 16-bit PNG/TIFF pixels stay uint8/uint16 as decoded (a quarter or half of
+    float32's memory) for a task that converts them tile by tile (upscale, denoise); alpha is
+    float32 either way."""
+    with contextlib.ExitStack() as stack:
+        try:
+            if isinstance(source, bytes):
+                data = source
+            elif os.path.getsize(source) < _READ_WHOLE_BELOW:
+                data = Path(source).read_bytes()
+            else:  # a large file is decoded from the disk as Pillow reads it, not also held as bytes
+                data = stack.enter_context(open(source, "rb"))
+        except IsADirectoryError:
+            raise ImageError("is a folder (use -r to go into folders)") from None
+        except OSError as exc:
+            raise ImageError(f"cannot read the file: {exc.strerror or exc}") from None
+        im = _open_image(data)
+        _check_declared_size(im, max_pixels, output_size)
+        try:
+            return _decode(im, data, integer)
+        except ImageError:
+            raise
+        except Exception as exc:
+            raise ImageError(f"cannot decode the image (truncated or damaged?): {exc}") from None
 
 
 def probe_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, output_size: OutputSize | None = None,
@@ -190,10 +196,20 @@ def _png_bit_depth_of(im) -> int:
     return 16 if im.format == "PNG" and tile and "16" in str(tile[0][3]) else 8
 
 
-def _decode(im, data: bytes) -> Picture:
+def _all_bytes(data) -> bytes:
+    """The whole file, from its bytes or its (open, binary) file."""
+    if isinstance(data, bytes):
+        return data
+    data.seek(0)
+    return data.read()
+
+
+def _decode(im, data, integer: bool = False) -> Picture:
+    """`data`: the file's bytes, or the open file itself (a large one)."""
     from PIL import Image
 
     source, quantization = im, getattr(im, "quantization", None) if im.format == "JPEG" else None
+    png16 = _png_bit_depth_of(im) == 16  # from the tile Pillow plans: asked before getexif(), which may load
 
     own_exif = im.getexif()
     orientation = int(own_exif.get(_ORIENTATION_TAG, 1) or 1)
@@ -217,23 +233,24 @@ def _decode(im, data: bytes) -> Picture:
     bits = 8
     alpha = None
 
-    if fmt == "PNG" and _png_bit_depth(data[:32]) == 16:
-        arr, has_alpha = _read_png16(data)
+    if png16:
+        arr, has_alpha = _read_png16(_all_bytes(data))
         bits = 16
         colour = arr[..., : arr.shape[2] - 1] if has_alpha else arr
         alpha = arr[..., -1] if has_alpha else None
-        pixels = colour.astype(np.float32) / 65535.0
+        pixels = colour if integer else colour.astype(np.float32) / 65535.0
         alpha = alpha.astype(np.float32) / 65535.0 if alpha is not None else None
     elif fmt == "TIFF" and max(_tiff_bits(im)) == 16 and im.mode not in ("I;16", "I;16B", "I;16L", "I;16N"):
         import tifffile
 
-        arr = tifffile.imread(io.BytesIO(data))
+        arr = tifffile.imread(io.BytesIO(_all_bytes(data)))
         if arr.ndim == 3 and arr.shape[0] in (3, 4) and arr.shape[2] not in (3, 4):
             arr = np.moveaxis(arr, 0, -1)
         arr = arr[..., None] if arr.ndim == 2 else arr
         bits = 16
         alpha = arr[..., 3].astype(np.float32) / 65535.0 if arr.shape[2] == 4 else None
-        pixels = arr[..., :3 if arr.shape[2] >= 3 else 1].astype(np.float32) / 65535.0
+        pixels = arr[..., :3 if arr.shape[2] >= 3 else 1]
+        pixels = pixels if integer else pixels.astype(np.float32) / 65535.0
     else:
         im.load()
         mode = im.mode
@@ -265,8 +282,11 @@ def _decode(im, data: bytes) -> Picture:
             # made, and those divided in place (a 100 MP photo: 2.4 GB less at the peak).
             im.close()
             source.close()
-            pixels = arr.astype(np.float32)
-            np.divide(pixels, 255.0, out=pixels)
+            if integer:
+                pixels = arr
+            else:
+                pixels = arr.astype(np.float32)
+                np.divide(pixels, 255.0, out=pixels)
             del arr
     if fmt == "TIFF" and bits == 8:
         orientation = 1  # Pillow's TIFF decoder has already applied it
@@ -278,13 +298,21 @@ def _decode(im, data: bytes) -> Picture:
         from .codecs import jpeg_quality_from_tables
 
         jpeg_quality = jpeg_quality_from_tables(quantization)
-    return Picture(pixels=np.ascontiguousarray(pixels, np.float32), alpha=alpha, bit_depth=bits, exif=exif,
+    pixels = np.ascontiguousarray(pixels) if pixels.dtype.kind == "u" else np.ascontiguousarray(pixels, np.float32)
+    return Picture(pixels=pixels, alpha=alpha, bit_depth=bits, exif=exif,
                    icc=icc, dpi=dpi, source_format=fmt, xmp=xmp, png_text=png_text, jpeg_quality=jpeg_quality)
 
 
-def _png_text_chunks(data: bytes) -> tuple[list[tuple[bytes, bytes]], bytes | None]:
+def _png_text_chunks(data) -> tuple[list[tuple[bytes, bytes]], bytes | None]:
     """A PNG's tEXt/zTXt/iTXt chunks as they are (wherever they stand, also after the pixels),
-    and its XMP packet, which is one of them."""
+    and its XMP packet, which is one of them. `data`: the file's bytes or the open file (whose
+    image data is skipped over, not read)."""
+    if not isinstance(data, bytes):
+        position = data.tell()
+        try:
+            return _png_text_chunks_of_file(data)
+        finally:
+            data.seek(position)
     chunks, xmp, pos = [], None, 8
     while pos + 8 <= len(data):
         length, kind = struct.unpack(">I4s", data[pos:pos + 8])
@@ -298,6 +326,21 @@ def _png_text_chunks(data: bytes) -> tuple[list[tuple[bytes, bytes]], bytes | No
                 chunks.append((kind, body))
         pos += 12 + length
     return chunks, xmp
+
+
+def _png_text_chunks_of_file(f) -> tuple[list[tuple[bytes, bytes]], bytes | None]:
+    """_png_text_chunks of an open file: each chunk's header read, and the bodies of text chunks."""
+    found = []
+    f.seek(8)
+    while len(head := f.read(8)) == 8:
+        length, kind = struct.unpack(">I4s", head)
+        if kind == b"IEND":
+            break
+        if kind in _PNG_TEXT_CHUNKS:
+            found.append(head + f.read(length + 4))
+        else:
+            f.seek(length + 4, os.SEEK_CUR)
+    return _png_text_chunks(b"\x89PNG\r\n\x1a\n" + b"".join(found))
 
 
 def _itxt_text(body: bytes) -> bytes | None:
@@ -363,7 +406,17 @@ def _as_integer(a: np.ndarray, bits: int) -> np.ndarray:
 
 
 def encode_image(pic: Picture, suffix: str, quality: int | None = None) -> bytes:
-    """Encode to the format of `suffix` (".png", ".jpg", ...) with metadata where it fits."""
+    """The bytes of `pic` in the format of `suffix` (".png", ".jpg", ...) with metadata where it
+    fits. To a file, `write_image` holds less memory: the encoded bytes go out as they come."""
+    buf = io.BytesIO()
+    write_image(pic, buf, suffix, quality)
+    return buf.getvalue()
+
+
+def write_image(pic: Picture, f, suffix: str, quality: int | None = None) -> None:
+    """Encode to the binary file `f` in the format of `suffix` with metadata where it fits. PNG
+    (8 and 16 bits) is written strip by strip from the pixels (aetool.pngstream), without Pillow's
+    copy of the image; the other formats go through Pillow (JPEG, WebP, TIFF, ...) or tifffile."""
     from PIL import Image
 
     suffix = suffix.lower()
@@ -381,28 +434,29 @@ def encode_image(pic: Picture, suffix: str, quality: int | None = None) -> bytes
     arr = _as_integer(pixels, bits)  # no copy when a task already gave integers of that depth
     if alpha is not None:
         arr = np.concatenate([arr, _as_integer(alpha[..., None], bits)], axis=2)
+    if fmt == "PNG":
+        from .pngstream import write_png
+
+        write_png(f, arr, level=PNG_COMPRESS_LEVEL, icc=pic.icc, dpi=pic.dpi, exif=pic.exif,
+                  text=_png_text_for(pic))
+        return
     if bits == 16:
-        return _encode_png16(arr, pic) if fmt == "PNG" else _encode_tiff16(arr, pic)
+        _write_tiff16(f, arr, pic)
+        return
     c = arr.shape[2]
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[c]
     im = Image.fromarray(arr[..., 0] if c == 1 else arr, mode)
     kwargs: dict = {}
     if pic.icc:
         kwargs["icc_profile"] = pic.icc
-    if pic.exif and fmt in ("PNG", "JPEG", "WEBP", "AVIF"):
+    if pic.exif and fmt in ("JPEG", "WEBP", "AVIF"):
         kwargs["exif"] = b"Exif\x00\x00" + pic.exif
     elif (pic.exif or pic.xmp) and fmt == "TIFF":
         kwargs["exif"] = _tiff_tags(pic)
-    if pic.dpi and fmt in ("PNG", "JPEG", "TIFF", "BMP"):
+    if pic.dpi and fmt in ("JPEG", "TIFF", "BMP"):
         kwargs["dpi"] = tuple(round(d) for d in pic.dpi)
     if pic.xmp and (fmt in ("WEBP", "AVIF") or (fmt == "JPEG" and len(pic.xmp) <= _JPEG_MAX_XMP)):
         kwargs["xmp"] = pic.xmp
-    if fmt == "PNG" and (pic.png_text or pic.xmp):
-        from PIL import PngImagePlugin
-
-        kwargs["pnginfo"] = PngImagePlugin.PngInfo()
-        for kind, body in _png_text_for(pic):
-            kwargs["pnginfo"].add(kind, body)
     if fmt == "JPEG":
         kwargs.update(quality=quality or 95, subsampling=0 if (quality or 95) >= 90 else 2, optimize=True)
     elif fmt == "WEBP":
@@ -415,13 +469,9 @@ def encode_image(pic: Picture, suffix: str, quality: int | None = None) -> bytes
         if not register_jxl():
             raise ImageError("cannot write JPEG XL: pip install pillow-jxl-plugin")
         kwargs.update(quality=quality or 90)
-    elif fmt == "PNG":
-        kwargs.update(compress_level=PNG_COMPRESS_LEVEL)
     elif fmt == "TIFF":
         kwargs.update(compression="tiff_deflate")
-    buf = io.BytesIO()
-    im.save(buf, format=fmt, **kwargs)
-    return buf.getvalue()
+    im.save(f, format=fmt, **kwargs)
 
 
 def _metadata_as_written(pic: Picture) -> Picture:
@@ -488,31 +538,7 @@ def _png_text_for(pic: Picture) -> list[tuple[bytes, bytes]]:
     return chunks
 
 
-def _encode_png16(arr: np.ndarray, pic: Picture) -> bytes:
-    import png
-
-    h, w, c = arr.shape
-    writer = png.Writer(width=w, height=h, greyscale=c in (1, 2), alpha=c in (2, 4), bitdepth=16,
-                        compression=6)
-    buf = io.BytesIO()
-    writer.write(buf, arr.reshape(h, w * c))
-    chunks = list(png.Reader(bytes=buf.getvalue()).chunks())
-    extra = []
-    if pic.icc:
-        extra.append((b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(pic.icc)))
-    if pic.dpi:
-        extra.append((b"pHYs", struct.pack(">IIB", round(pic.dpi[0] / 0.0254), round(pic.dpi[1] / 0.0254), 1)))
-    if pic.exif:
-        extra.append((b"eXIf", pic.exif))
-    extra.extend(_png_text_for(pic))
-    # Ancillary chunks go before the first IDAT (iCCP must).
-    chunks = chunks[:1] + extra + chunks[1:]
-    out = io.BytesIO()
-    png.write_chunks(out, chunks)
-    return out.getvalue()
-
-
-def _encode_tiff16(arr: np.ndarray, pic: Picture) -> bytes:
+def _write_tiff16(f, arr: np.ndarray, pic: Picture) -> None:
     import tifffile
 
     c = arr.shape[2]
@@ -527,6 +553,6 @@ def _encode_tiff16(arr: np.ndarray, pic: Picture) -> bytes:
         kwargs["extratags"].append((34675, 7, len(pic.icc), pic.icc, True))
     if pic.xmp:
         kwargs["extratags"].append((_TIFF_XMP_TAG, 1, len(pic.xmp), pic.xmp, True))
-    buf = io.BytesIO()
+    buf = io.BytesIO()  # tifffile takes a file object by its name, which os.fdopen's is not
     tifffile.imwrite(buf, arr[..., 0] if c == 1 else arr, **kwargs)
-    return buf.getvalue()
+    f.write(buf.getbuffer())

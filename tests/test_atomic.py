@@ -231,3 +231,18 @@ def test_two_processes_split_the_targets(tmp_path, dead_pid, left_by_a_killed_ru
     for proc, files in zip(procs, done):
         assert all((tmp_path / f).read_text() == str(proc.pid) for f in files)
     assert names(tmp_path) == done[0] | done[1]  # no claim or temp left behind
+
+
+def test_write_atomic_streams_from_a_writer_and_cleans_up_when_it_fails(tmp_path):
+    target = tmp_path / "out.png"
+    write_atomic(target, lambda f: (f.write(b"ab"), f.write(b"cd")))
+    assert target.read_bytes() == b"abcd"
+
+    def broken(f):
+        f.write(b"half")
+        raise ValueError("encoder failed")
+
+    with pytest.raises(ValueError):
+        write_atomic(target, broken)
+    assert target.read_bytes() == b"abcd"  # the old file stands, and no temporary is left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]

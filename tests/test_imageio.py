@@ -250,3 +250,72 @@ def test_xmp_orientation_is_reset_with_the_exif_one(tmp_path):
     out = Image.open(io.BytesIO(encode_image(pic, ".jpg")))
     assert b'tiff:Orientation="1"' in out.info["xmp"] and out.getexif()[0x0112] == 1
     assert b'exif:PixelXDimension="64" exif:PixelYDimension="96"' in out.info["xmp"]
+
+
+# --- PNG written strip by strip, integer decoding, large files read from the disk ------------------
+
+@pytest.mark.parametrize("channels,dtype", [(1, np.uint8), (2, np.uint8), (3, np.uint8), (4, np.uint8),
+                                            (1, np.uint16), (3, np.uint16), (4, np.uint16)])
+def test_streamed_png_round_trips_every_layout_with_metadata(monkeypatch, channels, dtype):
+    import png
+
+    from aetool import pngstream
+
+    monkeypatch.setattr(pngstream, "_STRIP_BYTES", 500)  # many strips: every boundary is crossed
+    rng = np.random.default_rng(channels)
+    arr = rng.integers(0, np.iinfo(dtype).max + 1, (37, 29, channels), dtype=dtype)
+    buf = io.BytesIO()
+    pngstream.write_png(buf, arr, level=1, icc=SRGB, dpi=(300.4, 72), exif=b"MM\0*\0\0\0\x08\0\0",
+                        text=[(b"tEXt", b"Comment\0kept")])
+    w, h, rows, info = png.Reader(bytes=buf.getvalue()).asDirect()
+    got = np.vstack([np.asarray(r, dtype) for r in rows]).reshape(h, w, channels)
+    assert (w, h, info["bitdepth"]) == (29, 37, 8 * dtype().itemsize) and np.array_equal(got, arr)
+    im = Image.open(io.BytesIO(buf.getvalue()))
+    assert im.info["icc_profile"] == SRGB and round(im.info["dpi"][0]) == 300 and im.info["Comment"] == "kept"
+    assert im.info["exif"].endswith(b"MM\0*\0\0\0\x08\0\0")
+
+
+def test_png_outputs_decode_to_the_same_pixels_as_pillows_and_stay_close_in_size():
+    pic = Picture(structured_image().astype(np.float32) / 255)
+    ours = encode_image(pic, ".png")
+    buf = io.BytesIO()
+    Image.fromarray(structured_image()).save(buf, "PNG", compress_level=1)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(ours))), structured_image())
+    assert len(ours) < 1.15 * buf.tell()
+
+
+def test_integer_decoding_keeps_8_and_16_bit_samples(tmp_path):
+    import png
+
+    img8 = structured_image()
+    Image.fromarray(img8).save(tmp_path / "a.png")
+    pic = read_image(tmp_path / "a.png", integer=True)
+    assert pic.pixels.dtype == np.uint8 and np.array_equal(pic.pixels, img8)
+    assert np.array_equal(read_image(tmp_path / "a.png").pixels, img8 / np.float32(255))
+    img16 = img8.astype(np.uint16) * 257 + 3
+    h, w, _ = img16.shape
+    with open(tmp_path / "b.png", "wb") as f:
+        png.Writer(w, h, greyscale=False, bitdepth=16).write(f, img16.reshape(h, -1))
+    pic = read_image(tmp_path / "b.png", integer=True)
+    assert pic.pixels.dtype == np.uint16 and pic.bit_depth == 16 and np.array_equal(pic.pixels, img16)
+
+
+def test_a_large_file_is_decoded_from_the_disk_with_the_same_result(tmp_path, monkeypatch):
+    from PIL import PngImagePlugin
+
+    from aetool import imageio
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "before")
+    info.add(b"tEXt", b"Source\0after the pixels", after_idat=True)
+    Image.fromarray(structured_image()).save(tmp_path / "a.png", pnginfo=info, dpi=(240, 240))
+    Image.fromarray(structured_image()).save(tmp_path / "a.jpg", quality=80)
+    for name in ("a.png", "a.jpg"):
+        whole = read_image(tmp_path / name)
+        monkeypatch.setattr(imageio, "_READ_WHOLE_BELOW", 0)
+        streamed = read_image(tmp_path / name)
+        monkeypatch.undo()
+        assert np.array_equal(whole.pixels, streamed.pixels)
+        assert (whole.png_text, whole.dpi, whole.jpeg_quality) == (streamed.png_text, streamed.dpi, streamed.jpeg_quality)
+    monkeypatch.setattr(imageio, "_READ_WHOLE_BELOW", 0)
+    assert [kind for kind, _ in read_image(tmp_path / "a.png").png_text] == [b"tEXt", b"tEXt"]

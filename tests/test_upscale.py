@@ -193,3 +193,29 @@ def test_missing_shipped_model_is_a_usage_error_with_a_hint(small_photo, tmp_pat
     r = run("upscale", small_photo, "-o", tmp_path / "o.png", "--scale", "3")
     assert r.exit_code == 2 and "aetool train upscale --scale 3" in r.output
     assert not (tmp_path / "o.png").exists()
+
+
+def test_integer_pixels_give_the_float_paths_result(make_upscaler, tiny_model):
+    """upscale and denoise read files as integers (read_image(integer=True)): every path, the
+    direct integer one and those that need floats (alpha, resize, strength), gives what floats give."""
+    from aetool.engine import EngineOptions
+    from aetool.tasks.denoise import Denoiser
+    from aetool.tasks.upscale import Upscaler
+
+    img = structured_image()[:96, :80]
+    floats = img.astype(np.float32) / 255
+    up = Upscaler(str(make_upscaler(2)), EngineOptions(tile=64, overlap=16, device="cpu", precision="fp32"))
+    for kwargs in ({"bits": 8}, {"bits": 8, "width": 150}, {}):
+        a = up(img, **kwargs)[0]
+        b = up(floats, **kwargs)[0]
+        assert a.dtype == b.dtype and np.abs(a.astype(np.float32) - b.astype(np.float32)).max() <= (1 if a.dtype == np.uint8 else 1e-6)
+    alpha = np.ones(img.shape[:2], np.float32)
+    alpha[:10] = 0.5
+    assert np.abs(up(img, alpha, bits=8)[0] - up(floats, alpha, bits=8)[0]).max() < 1e-6
+    den = Denoiser(str(tiny_model), EngineOptions(device="cpu", precision="fp32"))
+    for kwargs in ({"bits": 8}, {"bits": 8, "strength": 0.5}, {}):
+        a, _ = den(img, sigma=10, **kwargs)
+        b, _ = den(floats, sigma=10, **kwargs)
+        assert a.dtype == b.dtype and np.abs(a.astype(np.float32) - b.astype(np.float32)).max() <= (1 if a.dtype == np.uint8 else 1e-6)
+    a, info = den(img)  # blind: the estimate reads floats made from the integers
+    assert info["sigma_estimated"] == den(floats)[1]["sigma_estimated"] and a.dtype == np.float32

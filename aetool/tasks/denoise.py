@@ -12,7 +12,7 @@ import numpy as np
 
 from ..engine import EngineOptions, Runner
 from ..errors import ModelError, UsageError
-from ..imageio import Picture
+from ..imageio import Picture, as_float
 from ..registry import default_model, find_card, load_model, verify_model
 from .cache import _cached
 from .convert import _apply
@@ -108,7 +108,7 @@ class Denoiser:
                 quality = file_quality
                 info.update(jpeg_quality=quality, jpeg_quality_from="file")
             else:
-                quality = jpeg_quality_from_pixels(pixels)
+                quality = jpeg_quality_from_pixels(as_float(pixels))
                 info.update(jpeg_quality=quality, jpeg_quality_from="pixels")
                 if quality is None:
                     info["note"] = ("no JPEG grid found in the pixels (never a JPEG, or resized or cropped since); "
@@ -128,7 +128,8 @@ class Denoiser:
             info["note"] = (f"image too small for a reliable noise estimate ({w}x{h} = {h * w} px < {need} px "
                             f"for {kind}); left unchanged, pass --sigma (sigma= in Python) to denoise it")
             return None
-        sigma = float(estimate_noise(pixels, data_range=1.0))
+        # A float copy of integer pixels lives only while the estimate reads it.
+        sigma = float(estimate_noise(as_float(pixels), data_range=1.0))
         info["sigma_estimated"] = round(sigma, 2)
         return sigma / 255.0
 
@@ -146,14 +147,17 @@ class Denoiser:
         c = pixels.shape[2]
         info: dict = {} if self.kind == "gaussian" else {"kind": self.kind}
         model = self.model_for(1 if c == 1 else 3)
+        mc = model.in_channels
+        direct = mc == c and strength == 1.0 and bits in (8, 16)
+        if not direct:  # integer pixels (read_image(integer=True)) go to the model as they are only here
+            pixels = as_float(pixels)
         cond = self._condition(model, pixels, sigma, quality, file_quality, info)
         if cond is None:
-            return pixels.astype(np.float32), info
+            return as_float(pixels).astype(np.float32), info
         torch = self.runner.torch
         s = torch.tensor([cond], device=self.runner.device)
-        mc = model.in_channels
         info["model"] = model.card.name
-        if mc == c and strength == 1.0 and bits in (8, 16):
+        if direct:
             out = self.runner.run(lambda x: model(x, s.expand(x.shape[0])), pixels,
                                   out_dtype=np.uint16 if bits == 16 else np.uint8)
             return out, info

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..engine import EngineOptions, Runner
 from ..errors import UsageError
-from ..imageio import Picture
+from ..imageio import Picture, as_float
 from ..registry import default_model, find_card, load_model, verify_model
 from .cache import _cached
 from .convert import _apply
@@ -85,12 +85,15 @@ class Upscaler:
         size = target_size(h, w, scale or 4, outscale, width, height)
         if scale is None:
             scale = model_scale_for(max(size[0] / h, size[1] / w), self.available_scales())
+        exact = (h * scale, w * scale) == tuple(size)
         if alpha is not None and alpha.min() < 1.0:
-            out = self.enlarge(fill_transparent(pixels, alpha), scale)
+            out = self.enlarge(fill_transparent(as_float(pixels), alpha), scale)
             out_alpha = self.enlarge(alpha[..., None], scale)[..., 0]
         else:
-            exact = (h * scale, w * scale) == tuple(size)
-            out = self.enlarge(pixels, scale, bits if exact else None)
+            # Integer pixels (read_image(integer=True)) reach the model as they are only when its
+            # output is written as it comes; every other path works in floats.
+            direct = exact and bits in (8, 16) and pixels.shape[2] == self.model_for(scale).in_channels
+            out = self.enlarge(pixels if direct else as_float(pixels), scale, bits if exact else None)
             out_alpha = None if alpha is None else np.ones(out.shape[:2], np.float32)
         if out.shape[:2] != size:
             out = resize_float(out, size)
