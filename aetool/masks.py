@@ -67,9 +67,20 @@ def mask_options(mask: str | None, mask_dir: Path | None, suffix: str, color: st
     return opts
 
 
+def channel_max(a: np.ndarray) -> np.ndarray:
+    """The largest value over the channels of an (H, W, C) array: a.max(axis=2), one pass per
+    channel (numpy's reduction over a short last axis took 45 ms of a 1 MP RGB mask's 58)."""
+    if a.shape[2] == 1:
+        return a[..., 0]
+    out = np.maximum(a[..., 0], a[..., 1])
+    for c in range(2, a.shape[2]):
+        np.maximum(out, a[..., c], out=out)
+    return out
+
+
 def mask_from_picture(pic: Picture, lossy: bool) -> np.ndarray:
     """Holes of a mask image: non-zero in any channel (at least half white for a lossy format)."""
-    values = pic.pixels.max(axis=2)
+    values = channel_max(pic.pixels)
     return values >= 0.5 if lossy else values > 0
 
 
@@ -87,9 +98,21 @@ def grow(mask: np.ndarray, pixels: int) -> np.ndarray:
         return mask
     from scipy import ndimage
 
+    mask = np.asarray(mask, bool)
+    # Only the holes' bounding box grown by `pixels` can change (a mask of a few objects is a
+    # small part of the image). Exact: the box's edges are False unless they are the image's,
+    # where the filter extends the edge ("nearest") either way.
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    h, w = mask.shape
+    y0, y1 = max(0, rows[0] - pixels), min(h, rows[-1] + 1 + pixels)
+    x0, x1 = max(0, cols[0] - pixels), min(w, cols[-1] + 1 + pixels)
     # Separable running maximum: its cost does not grow with `pixels` (Pillow's MaxFilter took
     # 2 s for the 96-pixel erosion of one crop that inpainting needs).
-    return ndimage.maximum_filter(np.asarray(mask, bool), size=2 * pixels + 1, mode="nearest")
+    if (y1 - y0) * (x1 - x0) > 0.8 * h * w:
+        return ndimage.maximum_filter(mask, size=2 * pixels + 1, mode="nearest")
+    out = np.zeros_like(mask)
+    out[y0:y1, x0:x1] = ndimage.maximum_filter(mask[y0:y1, x0:x1], size=2 * pixels + 1, mode="nearest")
+    return out
 
 
 def shrink(mask: np.ndarray, pixels: int) -> np.ndarray:
@@ -102,7 +125,9 @@ class MaskSource:
 
     def __init__(self, options: MaskOptions):
         self.options = options
-        self._shared = read_mask(options.file) if options.file else None
+        # One mask for every input: read and dilated once, not once per image (in the model's
+        # thread, where nothing overlaps it).
+        self._shared = grow(read_mask(options.file), options.dilate) if options.file else None
 
     def _from_folder(self, item: InputItem) -> np.ndarray:
         if item.path is None:
@@ -127,11 +152,18 @@ class MaskSource:
             if pic.channels == 1:
                 target = np.array([target @ np.array([0.299, 0.587, 0.114], np.float32)])
             scale = 65535.0 if pic.bit_depth == 16 else 255.0
-            values = np.round(pic.pixels * scale) * (255.0 / scale)
-            mask = (np.abs(values - target) <= o.tolerance + 0.5).all(axis=2)
+            # Channel by channel, the same arithmetic as on the whole array: 6x faster than
+            # (H, W, 3) temporaries reduced with .all(axis=2) (35 -> 6 ms at 1 MP).
+            mask = None
+            for c in range(pic.channels):
+                values = np.round(pic.pixels[..., c] * scale) * (255.0 / scale)
+                near = np.abs(values - target[c]) <= o.tolerance + 0.5
+                mask = near if mask is None else np.logical_and(mask, near, out=mask)
+        elif self._shared is not None:
+            mask = self._shared  # already dilated
         else:
-            mask = self._shared if self._shared is not None else self._from_folder(item)
+            mask = self._from_folder(item)
         if mask.shape != (pic.height, pic.width):
             raise ImageError(f"the mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
                              f"{pic.width}x{pic.height}; masks must have the image's size")
-        return grow(mask, o.dilate)
+        return mask if mask is self._shared else grow(mask, o.dilate)

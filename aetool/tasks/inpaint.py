@@ -234,11 +234,11 @@ def inpaint(image, mask, dilate: int = 0, model: str | None = None, device: str 
         clean = inpaint(pil_image, mask=pil_mask, dilate=3)
         removed = inpaint(pil_image, mask=object_mask, fill="texture", seed=1)
     """
-    from ..masks import grow
+    from ..masks import channel_max, grow
 
     m = np.asarray(mask)
     if m.ndim == 3:
-        m = m.max(axis=2)
+        m = channel_max(m)
     m = grow(m > 0, dilate)
     inp = _cached(Inpainter, model, device, tile, precision, ensemble=ensemble, fill=fill, seed=seed)
 
