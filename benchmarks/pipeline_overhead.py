@@ -8,16 +8,30 @@ the same machine load:
 - serial: each image's model waits until the previous outputs are written (no encode overlaps
   the model; decode still does): if this is faster, the encode threads cost the model more than
   their own time (contention with torch's threads);
-- png1: PNG written at zlib level 1 instead of imageio's 6 (about 3x less encode CPU, files about
-  16 % larger on these images): how much of the overhead is the encoder's CPU.
+- png1: PNG written at zlib level 1 whatever imageio's PNG_COMPRESS_LEVEL (1 since a889b25, when
+  it was 6: about 3x less encode CPU, files about 16 % larger on these images): how much of the
+  overhead is the encoder's CPU; the same as shipped while that level is 1.
 
 Per variant: seconds per image, the model's seconds inside the pipeline (above the model alone:
 slowed by the decode and encode threads), the process's CPU seconds per image (user + system, all
 threads; less sensitive to other processes' load than wall time), and the overhead, seconds per
-image / model alone - 1: median over --trials, with min and max to show the noise.
+image / model alone - 1: median over --trials, with min and max to show the noise. The model alone
+runs just before each folder run and is that run's reference (the machine's load drifts; an
+earlier version of this script ran it once per trial).
+
+Where the overhead goes (the `parts` of each variant, per image, median over trials): `head`,
+from the start to the first model call (collect, preflight, claims, the first decode: nothing
+to overlap with yet); `tail`, from the end of the last model call to the end (the last encode
+and write); `gaps`, between model calls (the model thread waiting for a decode, or for a
+writer slot, or its own hand-over); `slowdown`, the model calls' total above FILES x the model
+alone (contention with the decode and encode threads, and the machine's load); `decode_cpu`
+and `write_cpu`, the CPU seconds of those threads (the write's includes the encoding where
+the pipeline encodes while writing). head + tail + gaps + slowdown = seconds per image - model
+alone, so that the overhead's parts add up. --timeline prints each run's stages.
 
     python benchmarks/pipeline_overhead.py --tasks denoise,upscale --sizes 1,6 --trials 3
     python benchmarks/pipeline_overhead.py --tasks denoise --sizes 0.05 --trials 1   # a quick check
+    python benchmarks/pipeline_overhead.py --tasks inpaint --sizes 1 --trials 3 --variants shipped --timeline
 """
 from __future__ import annotations
 
@@ -28,6 +42,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -36,6 +51,9 @@ from common import machine, machine_line, md_table  # noqa: E402
 
 from aetool.bench import TASK_CLASSES, image_shape, parse_sizes, parse_tasks, run_folder, synthetic_photo  # noqa: E402
 from aetool.engine import EngineOptions  # noqa: E402
+
+
+FILES = 3  # the folder's images
 
 
 VARIANTS = ("shipped", "serial", "png1")
@@ -48,10 +66,13 @@ def _cpu() -> float:
 
 @contextlib.contextmanager
 def png_level(level: int):
-    """PIL's PNG writer at zlib `level` whatever imageio asks for (the png1 variant)."""
+    """PNG written at zlib `level` (the png1 variant): imageio's level (its own PNG writer reads it
+    at each call) and Pillow's writer, whatever imageio asks of it."""
+    import aetool.imageio as imageio
     from PIL import PngImagePlugin
 
-    original = PngImagePlugin._save
+    original, original_level = PngImagePlugin._save, imageio.PNG_COMPRESS_LEVEL
+    imageio.PNG_COMPRESS_LEVEL = level
 
     def save(im, fp, filename, chunk=PngImagePlugin.putchunk, save_all=False):
         im.encoderinfo["compress_level"] = level
@@ -66,10 +87,52 @@ def png_level(level: int):
     finally:
         PngImagePlugin._save = original
         Image.SAVE["PNG"] = original
+        imageio.PNG_COMPRESS_LEVEL = original_level
+
+
+class Stages:
+    """Each stage of a folder run (decode, model, write) with its thread, start, end and thread CPU
+    seconds, recorded by wrapping the task's reader and processor and the pipeline's atomic write
+    (where the encoding runs, or just before it in the writer thread)."""
+
+    def __init__(self):
+        self.events: list[tuple[str, str, float, float, float]] = []
+        self.t0 = time.perf_counter()
+
+    def wrap(self, stage: str, fn):
+        def timed(*args, **kwargs):
+            start, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.events.append((stage, threading.current_thread().name, start - self.t0,
+                                    time.perf_counter() - self.t0, time.thread_time() - cpu))
+        return timed
+
+    def parts(self, seconds: float, model_alone: float, files: int) -> dict:
+        """Per image: head, tail, gaps, slowdown (adding up to seconds - files x model_alone),
+        decode_cpu, write_cpu."""
+        model = sorted((e for e in self.events if e[0] == "model"), key=lambda e: e[2])
+        if not model:
+            return {}
+        gaps = sum(b[2] - a[3] for a, b in zip(model, model[1:]))
+        cpu = {k: sum(e[4] for e in self.events if e[0] == k) for k in ("decode", "write")}
+        per = {"head": model[0][2], "tail": seconds - model[-1][3], "gaps": gaps,
+               "slowdown": sum(e[3] - e[2] for e in model) - files * model_alone,
+               "decode_cpu": cpu["decode"], "write_cpu": cpu["write"]}
+        return {k: v / files for k, v in per.items()}
+
+    def lines(self) -> list[str]:
+        return [f"    {stage:6s} {thread[:16]:16s} {a:7.3f} - {b:7.3f} s ({b - a:.3f} s, {cpu:.3f} cpu)"
+                for stage, thread, a, b, cpu in sorted(self.events, key=lambda e: e[2])]
 
 
 def folder_run(task, variant: str, folder: Path, out: Path) -> dict:
-    processor = task.processor
+    import aetool.atomic as atomic
+
+    processor, read, write_atomic = task.processor, task.read, atomic.write_atomic
+    stages = Stages()
+    timed_processor = stages.wrap("model", processor)
     if variant == "serial":
         files = len(list(folder.iterdir()))
         done = [0]
@@ -78,48 +141,67 @@ def folder_run(task, variant: str, folder: Path, out: Path) -> dict:
             while len(list(out.glob("img*"))) < done[0] and done[0] < files:
                 time.sleep(0.005)
             done[0] += 1
-            return processor(pic, item)
+            return timed_processor(pic, item)
 
         task._processor = serial
+    else:
+        task._processor = timed_processor
+    task.read = stages.wrap("decode", read)
+    atomic.write_atomic = stages.wrap("write", write_atomic)
     c0 = _cpu()
+    stages.t0 = time.perf_counter()
     try:
         with png_level(1) if variant == "png1" else contextlib.nullcontext():
             r = run_folder(task, folder, out)
     finally:
-        task._processor = processor
+        task._processor, atomic.write_atomic = processor, write_atomic
+        del task.read  # the class's method again
     r["cpu"] = _cpu() - c0
+    r["stages"] = stages
     for p in out.iterdir():
         p.unlink()
     return r
 
 
-def measure(task, size: float, trials: int, variants: list[str], work: Path, log) -> dict:
+def measure(task, size: float, trials: int, variants: list[str], work: Path, log, timeline: bool = False) -> dict:
     h, w = image_shape(task.input_megapixels(size))
     data, suffix = task.make_input(synthetic_photo(h, w))
     folder = work / f"{task.name}-{size:g}"
     folder.mkdir()
-    for i in range(3):
+    for i in range(FILES):
         (folder / f"img{i}{suffix}").write_bytes(data)
     pic = task.read(folder / f"img0{suffix}", task.options.max_pixels)
     model, model_cpu = [], []
-    runs = {v: {"seconds": [], "inside": [], "cpu": []} for v in variants}
+    runs = {v: {"model": [], "seconds": [], "inside": [], "cpu": [], "parts": []} for v in variants}
     for trial in range(trials):
-        c0, t0 = _cpu(), time.perf_counter()
-        task.processor(pic, None)
-        model.append(time.perf_counter() - t0)
-        model_cpu.append(_cpu() - c0)
         for v in (variants if trial % 2 == 0 else variants[::-1]):
+            # The model alone just before each folder run: its reference, under the same load.
+            c0, t0 = _cpu(), time.perf_counter()
+            task.processor(pic, None)
+            model.append(time.perf_counter() - t0)
+            model_cpu.append(_cpu() - c0)
             r = folder_run(task, v, folder, work / f"out-{task.name}-{size:g}-{v}")
+            runs[v]["model"].append(model[-1])
             runs[v]["seconds"].append(r["seconds"] / r["files"])
             runs[v]["inside"].append(r["model_s"])
             runs[v]["cpu"].append(r["cpu"] / r["files"])
-        log(f"{task.name} {size:g} MP trial {trial + 1}: model {model[-1]:.2f} s ({model_cpu[-1]:.2f} cpu), "
-            + ", ".join(f"{v}: {runs[v]['seconds'][-1]:.2f} s/image (model inside {runs[v]['inside'][-1]:.2f}, "
-                        f"{runs[v]['cpu'][-1]:.2f} cpu)" for v in variants))
-    m = statistics.median(model)
+            runs[v]["parts"].append(r["stages"].parts(r["seconds"], model[-1], r["files"]))
+            if timeline:
+                log(f"  {task.name} {size:g} MP trial {trial + 1} {v}: {r['seconds']:.3f} s for {r['files']} files, "
+                    f"model alone {model[-1]:.3f} s")
+                for line in r["stages"].lines():
+                    log(line)
+        log(f"{task.name} {size:g} MP trial {trial + 1}: "
+            + ", ".join(f"{v}: {runs[v]['seconds'][-1]:.2f} s/image (model alone {runs[v]['model'][-1]:.2f}, inside "
+                        f"{runs[v]['inside'][-1]:.2f}, {runs[v]['cpu'][-1]:.2f} cpu)" for v in variants))
+    overheads = {v: [x / m - 1 for x, m in zip(runs[v]["seconds"], runs[v]["model"])] for v in variants}
     return {"task": task.name, "megapixels": size, "model_runs": model, "model_cpu_runs": model_cpu,
-            "variants": {v: {**runs[v], "overhead_runs": [x / m - 1 for x in runs[v]["seconds"]],
-                             "overhead": statistics.median(runs[v]["seconds"]) / m - 1} for v in variants}}
+            "variants": {v: {**runs[v], "overhead_runs": overheads[v], "overhead": statistics.median(overheads[v]),
+                             "parts_median": _median_parts(runs[v]["parts"])} for v in variants}}
+
+
+def _median_parts(parts: list[dict]) -> dict:
+    return {k: statistics.median(p[k] for p in parts) for k in parts[0]} if parts and parts[0] else {}
 
 
 def main() -> None:
@@ -131,6 +213,7 @@ def main() -> None:
     ap.add_argument("--format", default="png")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out-json", type=Path, default=None)
+    ap.add_argument("--timeline", action="store_true", help="print every folder run's stages (stderr)")
     args = ap.parse_args()
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     options = EngineOptions(device=args.device)
@@ -142,7 +225,7 @@ def main() -> None:
             h, w = image_shape(0.02)
             task.processor(task.read(task.make_input(synthetic_photo(h, w))[0], options.max_pixels), None)  # load
             for size in parse_sizes(args.sizes):
-                rows.append(measure(task, size, args.trials, variants, Path(tmp), log))
+                rows.append(measure(task, size, args.trials, variants, Path(tmp), log, args.timeline))
     m = machine()
     header = ["task", "MP", "model alone: s (cpu s)"] + [f"{v}: s/image (cpu s), overhead [min, max]"
                                                          for v in variants]
@@ -158,6 +241,13 @@ def main() -> None:
         table.append(cells)
     print(f"{machine_line(m)}; {args.trials} trials, {args.format} files, folder of 3\n")
     print(md_table(header, table))
+    parts = ["head", "tail", "gaps", "slowdown", "decode_cpu", "write_cpu"]
+    print("\nWhere the overhead goes, seconds per image (medians over the trials; head + tail + gaps + "
+          "slowdown = s/image - model alone):\n")
+    print(md_table(["task", "MP", "variant"] + parts,
+                   [[r["task"], f"{r['megapixels']:g}", v] + [f"{r['variants'][v]['parts_median'].get(k, 0):.3f}"
+                                                             for k in parts]
+                    for r in rows for v in variants]))
     if args.out_json:
         args.out_json.write_text(json.dumps({"machine": m, "rows": rows}, indent=1))
 
