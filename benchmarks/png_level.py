@@ -1,6 +1,9 @@
-"""What Pillow's PNG compression level costs on photos: bytes and encoding CPU time of zlib levels
-1, 3, 6 and 9 against level 6 (Pillow's default), on training photos (never test images) as they
-are and after `aetool denoise` (smoother: what the commands write).
+"""What a PNG encoder and its compression level cost on photos: bytes and encoding CPU time of
+Pillow's zlib levels 1, 3, 6 and 9 and of aetool's own writer (aetool.pngstream: "Up" filter on
+every row, strip by strip, at the level aetool writes, imageio.PNG_COMPRESS_LEVEL) against Pillow's
+level 6 (its default), on training photos (never test images) as they are, after `aetool denoise`
+(smoother: what the commands write) and enlarged x2 by Pillow's bicubic (as smooth as an
+upscale's output).
 
     python benchmarks/png_level.py                       # 24 photos of ../shared/data/train/bsd200
     python benchmarks/png_level.py --data DIR --images 12
@@ -19,10 +22,19 @@ from PIL import Image
 LEVELS = (1, 3, 6, 9)
 
 
-def cost(im: Image.Image, level: int) -> tuple[int, float]:
+def cost(im: Image.Image, level: int | str) -> tuple[int, float]:
+    """Bytes and encoding CPU seconds: Pillow at zlib `level`, or "aetool" (its writer and level)."""
     buf = io.BytesIO()
-    t0 = time.thread_time()
-    im.save(buf, "PNG", compress_level=level)
+    if level == "aetool":
+        from aetool.imageio import PNG_COMPRESS_LEVEL
+        from aetool.pngstream import write_png
+
+        arr = np.asarray(im)
+        t0 = time.thread_time()
+        write_png(buf, arr, level=PNG_COMPRESS_LEVEL)
+    else:
+        t0 = time.thread_time()
+        im.save(buf, "PNG", compress_level=level)
     return len(buf.getvalue()), time.thread_time() - t0
 
 
@@ -32,24 +44,29 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=24)
     args = ap.parse_args(argv)
     from aetool import denoise
+    from aetool.imageio import PNG_COMPRESS_LEVEL
 
     files = sorted(p for p in args.data.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[:args.images]
-    totals = {kind: {lv: [0, 0.0] for lv in LEVELS} for kind in ("photo", "denoised")}
+    kinds = ("photo", "denoised", "enlarged x2")
+    totals = {kind: {lv: [0, 0.0] for lv in LEVELS + ("aetool",)} for kind in kinds}
+    mp = {kind: 0.0 for kind in kinds}
     for f in files:
         photo = Image.open(f).convert("RGB")
-        for kind, im in (("photo", photo), ("denoised", denoise(photo, sigma=5))):
-            for lv in LEVELS:
+        enlarged = photo.resize((photo.width * 2, photo.height * 2), Image.BICUBIC)
+        for kind, im in zip(kinds, (photo, denoise(photo, sigma=5), enlarged)):
+            mp[kind] += im.width * im.height / 1e6
+            for lv in totals[kind]:
                 size, cpu = cost(im, lv)
                 totals[kind][lv][0] += size
                 totals[kind][lv][1] += cpu
-    mp = sum(np.prod(Image.open(f).size) for f in files) / 1e6
-    print(f"{len(files)} photos of {args.data} ({mp:.2f} MP), Pillow {Image.__version__}")
-    print("| images | level | bytes vs level 6 | encode CPU s/MP | CPU vs level 6 |")
+    print(f"{len(files)} photos of {args.data} ({mp['photo']:.2f} MP), Pillow {Image.__version__}")
+    print("| images | encoder, level | bytes vs Pillow 6 | encode CPU s/MP | CPU vs Pillow 6 |")
     print("| --- | --- | --- | --- | --- |")
     for kind, by_level in totals.items():
         b6, c6 = by_level[6]
         for lv, (b, c) in by_level.items():
-            print(f"| {kind} | {lv} | {b / b6:.3f} | {c / mp:.3f} | {c / c6:.2f} |")
+            name = f"aetool writer (Up), level {PNG_COMPRESS_LEVEL}" if lv == "aetool" else f"Pillow, level {lv}"
+            print(f"| {kind} | {name} | {b / b6:.3f} | {c / mp[kind]:.3f} | {c / c6:.2f} |")
     return 0
 
 
