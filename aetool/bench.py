@@ -181,15 +181,17 @@ class BenchTask:
 
         return encode_image(Picture(pixels), self.image_suffix), self.image_suffix
 
+    integer = False  # decoded as the command decodes: integers for upscale and denoise
+
     def read(self, source, max_pixels, output_size=None):
         from .imageio import read_image
 
-        return read_image(source, max_pixels, output_size)
+        return read_image(source, max_pixels, output_size, integer=self.integer)
 
     def probe(self, path, max_pixels, output_size=None, verify=False):
         from .imageio import probe_image
 
-        return probe_image(path, max_pixels, output_size, verify=verify)
+        return probe_image(path, max_pixels, output_size, verify=verify, integer=self.integer)
 
     output_size = None  # (h, w) -> (h, w) for the preflight's limits, as the command gives it
     scale = 1  # output pixels per input pixel along each side
@@ -233,6 +235,7 @@ def _dtype_name(dtype) -> str:
 
 class DenoiseTask(BenchTask):
     name = "denoise"
+    integer = True
 
     def make_processor(self):
         from .tasks.denoise import Denoiser
@@ -243,12 +246,15 @@ class DenoiseTask(BenchTask):
     def extra_timings(self, pic) -> dict:
         from .noise import estimate_noise
 
-        return {"estimate_s": lambda: estimate_noise(pic.pixels, data_range=1.0)}
+        from .imageio import as_float
+
+        return {"estimate_s": lambda: estimate_noise(as_float(pic.pixels), data_range=1.0)}
 
 
 class UpscaleTask(BenchTask):
     name = "upscale"
     scale = UPSCALE_SCALE
+    integer = True
 
     def input_megapixels(self, size: float) -> float:
         return size / UPSCALE_SCALE ** 2

@@ -189,24 +189,29 @@ class Runner:
         return model.to(self.device).to(memory_format=self.torch.channels_last)
 
     def run(self, fn: Callable, image: np.ndarray, scale: int = 1, out_channels: int | None = None,
-            context: int = 0, out_dtype=None) -> np.ndarray:
+            context: int = 0, out_dtype=None, into: np.ndarray | None = None) -> np.ndarray:
         """`context`: input pixels that reach each output pixel on each side (the model's receptive
         radius); the tile overlap is made wide enough that its blended part never sees a tile edge.
         `image` may be float32 in [0, 1] or uint8/uint16 (converted tile by tile). `out_dtype`
         np.uint8 or np.uint16: the output is clipped, rounded and assembled in that type tile by tile
         (as imageio.to_integer would), so that no float copy of a large output is ever held; None:
-        float32 as the model gave it."""
+        float32 as the model gave it. `into`: the integer array to assemble the output in (of its
+        shape and out_dtype); it may be `image` itself (same size and type): each output pixel is
+        written only once no later tile reads its input, so the input's memory is the output's."""
         h, w, _ = image.shape
         tile = self.options.tile if self.options.tile is not None else self.default_tile(h, w, scale)
         batch = self.options.batch_size or self.default_batch()
         while True:
             try:
                 if out_dtype is not None:
-                    return self._run_into(fn, image, tile, batch, scale, out_channels, context, np.dtype(out_dtype))
+                    return self._run_into(fn, image, tile, batch, scale, out_channels, context, np.dtype(out_dtype),
+                                          into)
                 return self._run_tiled(fn, image, tile, batch, scale, out_channels, context)
             except Exception as exc:  # noqa: BLE001 - only memory errors are retried
                 if not _is_oom(exc):
                     raise
+                if into is image:  # part of the input may be output already: no second try from it
+                    raise MemoryError("out of memory while writing the output over the input") from exc
                 if self.kind == "cuda":
                     self.torch.cuda.empty_cache()
                 if batch > 1:
@@ -265,7 +270,7 @@ class Runner:
             if progress is not None:
                 progress(min(1.0, (i + len(group)) / len(positions)))
 
-    def _run_into(self, fn, image, tile, batch, scale, out_channels, context, dtype):
+    def _run_into(self, fn, image, tile, batch, scale, out_channels, context, dtype, into=None):
         """The tiled run, assembled straight into an integer output. Blend weights are separable
         and the tiles form a grid, so the total weight at (y, x) is Sy(y) * Sx(x) and each tile's
         share is known before its neighbours run. Tiles come in raster order: a tile's columns
@@ -275,9 +280,15 @@ class Runner:
         h, w, c = image.shape
         oc = out_channels or c
         bits = 16 if dtype == np.uint16 else 8  # clipped and rounded as the encoder would (imageio.to_integer)
+        if into is not None and (into.shape != (h * scale, w * scale, oc) or into.dtype != dtype):
+            raise ValueError(f"cannot assemble a {dtype} output of {(h * scale, w * scale, oc)} in {into.dtype} "
+                             f"{into.shape}")
         if not tile or (h <= tile and w <= tile):
             y = self._forward(fn, self._to_device(image[None]))[0].permute(1, 2, 0).cpu().numpy()
-            return to_integer(y, bits)
+            if into is None:
+                return to_integer(y, bits)
+            into[...] = to_integer(y, bits)
+            return into
         s = scale
         th, tw, overlap, ys, xs = self._layout(h, w, tile, context)
         sy = np.zeros(h * s, np.float32)
@@ -288,31 +299,39 @@ class Runner:
             sy[y0 * s:(y0 + th) * s] += wy
         for x0, wx in wxs.items():
             sx[x0 * s:(x0 + tw) * s] += wx
-        out = np.empty((h * s, w * s, oc), dtype)
+        out = np.empty((h * s, w * s, oc), dtype) if into is None else into
         next_y = {y0: (ys[k + 1] if k + 1 < len(ys) else h) * s for k, y0 in enumerate(ys)}
         next_x = {x0: (xs[k + 1] if k + 1 < len(xs) else w) * s for k, x0 in enumerate(xs)}
         band = th * s
-        rows_in = np.zeros((0, w * s, oc), np.float32)  # rows [y0 * s, ...) left by the tile rows above
-        rows_out = None
+        top = 65535 if bits == 16 else 255
+        # One float band across the width holds what each tile row leaves for the next (its rows
+        # below the next row's start). A tile takes the columns of it that lie above it, then puts
+        # its own leftovers in the same columns: a tile row reads and writes the band left to right.
+        pending = np.zeros((max(band - (next_y[y0] - y0 * s) for y0 in ys), w * s, oc), np.float32)
+        pending_in = 0  # rows of `pending` the tile row above left (0 for the first)
         cols = None  # this tile row's columns left by the tile to the left: (band, width, oc)
-        for y0, x0, tile_out in self._tile_outputs(fn, image, th, tw, [(a, b) for a in ys for b in xs], batch):
+        for y0, x0, acc in self._tile_outputs(fn, image, th, tw, [(a, b) for a in ys for b in xs], batch):
             top_y, left_x = y0 * s, x0 * s
             final_rows = next_y[y0] - top_y  # rows of this band that no later tile row reaches
             if x0 == xs[0]:
-                rows_out = np.zeros((band - final_rows, w * s, oc), np.float32)
                 cols = None
-            share = (wys[y0] / sy[top_y:top_y + band])[:, None, None] * (wxs[x0] / sx[left_x:left_x + tw * s])[None, :, None]
-            acc = tile_out * share
+            acc *= (wys[y0] / sy[top_y:top_y + band])[:, None, None]  # in place: the tile's share
+            acc *= (wxs[x0] / sx[left_x:left_x + tw * s])[None, :, None]
             if cols is not None:
                 acc[:, :cols.shape[1]] += cols
             done = next_x[x0] - left_x  # columns that no later tile of this row reaches
             block = acc[:, :done]
-            block[:rows_in.shape[0]] += rows_in[:, left_x:left_x + done]
-            out[top_y:top_y + final_rows, left_x:left_x + done] = to_integer(block[:final_rows], bits)
-            rows_out[:, left_x:left_x + done] = block[final_rows:]
+            block[:pending_in] += pending[:pending_in, left_x:left_x + done]
+            pending[:band - final_rows, left_x:left_x + done] = block[final_rows:]
+            # Clipped and rounded in place, as imageio.to_integer does it, into the output.
+            final = block[:final_rows]
+            np.clip(final, 0.0, 1.0, out=final)
+            final *= top
+            np.rint(final, out=final)
+            out[top_y:top_y + final_rows, left_x:left_x + done] = final
             cols = acc[:, done:].copy()
             if x0 == xs[-1]:
-                rows_in = rows_out
+                pending_in = band - final_rows
         return out
 
     def _run_tiled(self, fn, image, tile, batch, scale, out_channels, context=0):

@@ -113,7 +113,7 @@ def read_image(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
         except OSError as exc:
             raise ImageError(f"cannot read the file: {exc.strerror or exc}") from None
         im = _open_image(data)
-        _check_declared_size(im, max_pixels, output_size)
+        _check_declared_size(im, max_pixels, output_size, integer)
         try:
             return _decode(im, data, integer)
         except ImageError:
@@ -123,16 +123,17 @@ def read_image(source: str | Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
 
 
 def probe_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, output_size: OutputSize | None = None,
-                verify: bool = False) -> tuple[int, int]:
+                verify: bool = False, integer: bool = False) -> tuple[int, int]:
     """(width, height) from the header alone, with the checks read_image makes before decoding
-    (empty, not an image, damaged header, above the pixel or memory limit); `verify` also walks the
-    file's structure (Pillow's verify: PNG chunk checksums, truncation). Raises ImageError."""
+    (empty, not an image, damaged header, above the pixel or memory limit; `integer` as in
+    read_image); `verify` also walks the file's structure (Pillow's verify: PNG chunk checksums,
+    truncation). Raises ImageError."""
     try:
         with open(path, "rb") as f:
             head = f.read(1 << 16)
             f.seek(0)
             im = _open_image(head if len(head) < (1 << 16) else f)
-            _check_declared_size(im, max_pixels, output_size)
+            _check_declared_size(im, max_pixels, output_size, integer)
             if verify:
                 try:
                     im.verify()
@@ -183,17 +184,30 @@ def _register_heif_opener(data) -> bool:
     return True
 
 
-def _check_declared_size(im, max_pixels: int, output_size: OutputSize | None) -> None:
+def _check_declared_size(im, max_pixels: int, output_size: OutputSize | None, integer: bool = False) -> None:
     w, h = im.size
     bands = len(im.getbands())
     sample_bytes = 2 if ("16" in im.mode or im.mode in ("I", "F") or _png_bit_depth_of(im) == 16) else 1
-    check_image_size(w, h, bands, sample_bytes, max_pixels, output_size)
+    check_image_size(w, h, bands, sample_bytes, max_pixels, output_size, integer)
 
 
 def _png_bit_depth_of(im) -> int:
     # Pillow opens 16-bit RGB PNGs as 8-bit "RGB"; its raw mode ("RGB;16B") tells what we decode.
     tile = getattr(im, "tile", None) or []
     return 16 if im.format == "PNG" and tile and "16" in str(tile[0][3]) else 8
+
+
+def _writable_array(im) -> np.ndarray:
+    """The 8-bit pixels of a loaded Pillow image as a writable array (a task may write its output
+    over them), copied a strip at a time: np.asarray gives a read-only view of a bytes copy, and
+    np.array a second copy on top of that one."""
+    w, h = im.size
+    bands = len(im.getbands())
+    arr = np.empty((h, w, bands) if bands > 1 else (h, w), np.uint8)
+    step = max(1, (8 << 20) // max(1, w * bands))
+    for y in range(0, h, step):
+        arr[y:y + step] = np.asarray(im.crop((0, y, w, min(h, y + step))))
+    return arr
 
 
 def _all_bytes(data) -> bytes:
@@ -273,7 +287,7 @@ def _decode(im, data, integer: bool = False) -> Picture:
                 im = im.convert("RGBA")
             elif mode not in ("L", "LA", "RGB", "RGBA"):
                 im = im.convert("RGB")
-            arr = np.asarray(im)
+            arr = _writable_array(im) if integer else np.asarray(im)
             arr = arr[..., None] if arr.ndim == 2 else arr
             if im.mode in ("LA", "RGBA"):
                 alpha = arr[..., -1].astype(np.float32) / 255.0

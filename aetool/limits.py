@@ -57,19 +57,26 @@ def available_memory() -> int | None:
     return max(0, min(limits)) if limits else None
 
 
-def memory_needed(h: int, w: int, bands: int, sample_bytes: int, out_h: int, out_w: int) -> int:
+def memory_needed(h: int, w: int, bands: int, sample_bytes: int, out_h: int, out_w: int,
+                  integer: bool = False) -> int:
     """A lower bound of the bytes one image needs on the host: the decoded samples, the float32
     input, the float32 output with the engine's blend weights, and the integer output to encode.
-    Tiles on the device are small beside these."""
+    `integer`: a command that keeps the pixels as integers and assembles its output so (upscale,
+    denoise): the decoder's copy and the integer input, or the input and the integer output,
+    whichever is more. Tiles on the device are small beside these."""
     colour = max(1, min(bands, 4))
+    if integer:
+        pixels = h * w * colour * sample_bytes
+        return pixels + max(h * w * bands * sample_bytes, out_h * out_w * colour * sample_bytes)
     return (h * w * bands * sample_bytes + h * w * colour * 4
             + out_h * out_w * (colour * 4 + 4) + out_h * out_w * colour * sample_bytes)
 
 
 def check_image_size(w: int, h: int, bands: int, sample_bytes: int, max_pixels: int,
-                     output_size: OutputSize | None = None) -> None:
+                     output_size: OutputSize | None = None, integer: bool = False) -> None:
     """Refuse an image whose declared size is above --max-pixels (input or output) or above the
-    memory available; raises ImageTooLargeError with the reason and what to do."""
+    memory available (memory_needed; `integer` as there); raises ImageTooLargeError with the
+    reason and what to do."""
     if w * h > max_pixels:
         raise ImageTooLargeError(f"the image is {w}x{h} = {format_megapixels(w * h)}, above the limit of "
                                  f"{format_megapixels(max_pixels)} (raise it with --max-pixels if you trust the file)")
@@ -78,7 +85,7 @@ def check_image_size(w: int, h: int, bands: int, sample_bytes: int, max_pixels: 
         raise ImageTooLargeError(f"the output would be {out_w}x{out_h} = {format_megapixels(out_w * out_h)}, above "
                                  f"the limit of {format_megapixels(max_pixels)} (raise it with --max-pixels, or "
                                  "ask for a smaller size)")
-    need = memory_needed(h, w, bands, sample_bytes, out_h, out_w)
+    need = memory_needed(h, w, bands, sample_bytes, out_h, out_w, integer)
     free = available_memory()
     if free is not None and need > free:
         raise ImageTooLargeError(f"the image is {w}x{h} = {format_megapixels(w * h)}; processing it needs at least "

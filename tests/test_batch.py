@@ -218,6 +218,20 @@ def test_memory_check_uses_the_available_memory(tmp_path, tiny_model):
     assert r.exit_code == 1 and "needs at least" in r.stderr and "is available" in r.stderr
 
 
+def test_the_memory_check_counts_integer_outputs_as_integers(tmp_path, make_upscaler):
+    """upscale and denoise hold their pixels as integers: a x4 of 24 MP needs about 1.2 GB, not the
+    7 GB that float pixels and blend weights would, and is not refused where 2 GB are free."""
+    from aetool.limits import memory_needed
+
+    assert memory_needed(4000, 6000, 3, 1, 16000, 24000, integer=True) == 24_000_000 * 3 + 384_000_000 * 3
+    assert memory_needed(4000, 6000, 3, 1, 16000, 24000) > 6e9
+    assert memory_needed(10000, 10000, 3, 1, 10000, 10000, integer=True) == 600_000_000
+    Image.fromarray(structured_image(seed=1)).save(tmp_path / "a.png")
+    limit = {"AETOOL_MEMORY_LIMIT": "1200000"}  # between the integer need (0.63 MB) and the float one (3.9 MB)
+    r = run("upscale", tmp_path / "a.png", "-o", tmp_path / "a4.png", "--model", make_upscaler(4), env=limit)
+    assert r.exit_code == 0, r.stderr
+
+
 def test_upscale_output_is_checked_against_max_pixels_before_decoding(tmp_path, make_upscaler, monkeypatch):
     def must_not_decode(*args, **kwargs):
         raise AssertionError("decoded although the output is above the limit")

@@ -230,3 +230,21 @@ def test_gpu_check_script_says_when_there_is_no_gpu(tmp_path):
                           env={**__import__("os").environ, "PYTHON": sys.executable})
     assert proc.returncode == 3 and "no CUDA device" in proc.stderr
     assert subprocess.run(["bash", str(script)], capture_output=True).returncode == 2
+
+
+@pytest.mark.parametrize("h, w, tile, overlap, batch", [(150, 230, 64, 32, 3), (130, 97, 64, 30, 1), (60, 50, 64, 16, 1)])
+def test_the_output_written_over_its_own_input_equals_a_separate_one(h, w, tile, overlap, batch):
+    """into=image: each output pixel is written only after every tile that reads its input has run."""
+    import torch
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 3, 9, padding=4)  # a wide receptive field: any early overwrite would show
+    img8 = structured_image(h, w)
+    runner = Runner(EngineOptions(tile=tile, overlap=overlap, batch_size=batch, precision="fp32"))
+    separate = runner.run(conv, img8.copy(), out_dtype=np.uint8)
+    shared = img8.copy()
+    got = runner.run(conv, shared, out_dtype=np.uint8, into=shared)
+    assert got is shared
+    np.testing.assert_array_equal(got, separate)
+    with pytest.raises(ValueError):
+        runner.run(conv, img8.copy(), 2, out_dtype=np.uint8, into=img8)  # not the output's shape

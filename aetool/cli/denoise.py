@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from typing_extensions import Annotated
 
-from ..imageio import read_image
+from ..imageio import probe_image, read_image
 from . import options as o
 from .common import handle_errors
 from .imagecmd import engine_options, run_image_command
@@ -91,10 +91,12 @@ def denoise_command(
         from ..tasks.denoise import Denoiser
 
         den = Denoiser(model, opts, kind)
-        return lambda pic, item: den.picture(pic, sigma, strength, jpeg_quality)
+        # The decoded file is the batch's own: its pixels may hold the output.
+        return lambda pic, item: den.picture(pic, sigma, strength, jpeg_quality, in_place=True)
 
     # Pixels decoded as integers, made floats tile by tile by the engine: a quarter of the memory.
-    run_image_command("denoise", inputs, output, args, opts, make_processor, read=partial(read_image, integer=True))
+    run_image_command("denoise", inputs, output, args, opts, make_processor, read=partial(read_image, integer=True),
+                      probe=partial(probe_image, integer=True))
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from typing_extensions import Annotated
 
-from ..imageio import read_image
+from ..imageio import probe_image, read_image
 from . import options as o
 from .common import handle_errors
 from .imagecmd import engine_options, run_image_command
@@ -108,7 +108,8 @@ def upscale_command(
 
     # Pixels decoded as integers, made floats tile by tile by the engine: a quarter of the memory.
     run_image_command("upscale", inputs, output, args, opts, make_processor, output_size=output_size,
-                      read=partial(read_image, integer=True))
+                      read=partial(read_image, integer=True),
+                      probe=partial(probe_image, integer=True))
 
 
 def register(app: typer.Typer) -> None:
