@@ -340,3 +340,48 @@ def test_small_image_measures_each_set_once(monkeypatch):
     noisy = add_gaussian_noise(_scene(64), 5, np.random.default_rng(0))  # sigma 5: no clipping model
     assert abs(estimate_noise(noisy) / 5 - 1) < 0.15
     assert calls == [1470]  # 10 patches per dimension of a 7 x 7 x 3 patch
+
+
+def test_clipping_model_on_a_small_image_measures_once(monkeypatch):
+    """With clipped noise (sigma 50 on a scene with black and white areas) a 64x64 colour
+    image gets a cheap start (5 x 5 x 3 middles) and one full measurement, and stays accurate."""
+    import aetool.noise as noise
+
+    calls = []
+    real = noise._noise_variance_cov
+    monkeypatch.setattr(noise, "_noise_variance_cov", lambda cov, n: calls.append(len(cov)) or real(cov, n))
+    noisy = add_gaussian_noise(_scene(64), 50, np.random.default_rng(0))
+    assert abs(estimate_noise(noisy) / 50 - 1) < 0.05
+    assert calls == [75, 147]
+
+
+def test_normal_cdf_and_density_match_math():
+    """The clipping tables take the normal CDF and density from tabulated nodes by a Taylor
+    series: the same values as math.erfc and exp to double precision, tails included."""
+    import math
+
+    from aetool.noise import _norm_cdf_pdf
+
+    x = np.linspace(-45.0, 12.0, 20001)
+    cdf, pdf = _norm_cdf_pdf(x)
+    want_cdf = np.array([0.5 * math.erfc(-v / math.sqrt(2.0)) for v in x])
+    want_pdf = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+    assert np.abs(cdf - want_cdf).max() < 1e-15
+    assert np.abs(pdf - want_pdf).max() < 1e-15
+    assert cdf[0] == 0.0 and cdf[-1] == 1.0 and np.all(np.diff(cdf) >= 0)
+
+
+def test_integral_image_of_channels_and_of_large_arrays():
+    """One integral image of (H, W, C) holds each channel's own, and the row-by-row path for
+    large arrays gives np.cumsum's sums."""
+    from aetool.noise import _integral
+
+    rng = np.random.default_rng(2)
+    x = rng.uniform(0, 255, (37, 53, 3))
+    both = _integral(x)
+    for k in range(3):
+        np.testing.assert_array_equal(both[:, :, k], _integral(np.ascontiguousarray(x[:, :, k])))
+    big = rng.uniform(0, 255, (300, 500))  # over the size that np.cumsum(axis=0) handles
+    want = np.zeros((301, 501))
+    want[1:, 1:] = np.cumsum(np.cumsum(big, axis=0), axis=1)
+    np.testing.assert_array_equal(_integral(big), want)
