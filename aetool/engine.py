@@ -266,7 +266,11 @@ class Runner:
             group = positions[i:i + batch]
             x = np.stack([image[y0:y0 + th, x0:x0 + tw] for y0, x0 in group])
             y = self._forward(fn, self._to_device(x)).permute(0, 2, 3, 1).cpu().numpy()
+            del x
             yield from ((y0, x0, tile_out) for (y0, x0), tile_out in zip(group, y))
+            # Not kept while the next batch runs: its activations and this output would add up
+            # (callers drop their references to the tiles too).
+            del y
             if progress is not None:
                 progress(min(1.0, (i + len(group)) / len(positions)))
 
@@ -332,6 +336,7 @@ class Runner:
             cols = acc[:, done:].copy()
             if x0 == xs[-1]:
                 pending_in = band - final_rows
+            del acc, block, final  # before the next batch runs (see _tile_outputs)
         return out
 
     def _run_tiled(self, fn, image, tile, batch, scale, out_channels, context=0):
@@ -350,4 +355,5 @@ class Runner:
             sl = np.s_[y0 * scale:(y0 + th) * scale, x0 * scale:(x0 + tw) * scale]
             out[sl] += tile_out * wt
             weight[sl] += wt
+            del tile_out  # before the next batch runs (see _tile_outputs)
         return out / weight
