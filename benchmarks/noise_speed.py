@@ -24,12 +24,15 @@ max |relative error| of the estimate (estimate / sigma - 1; the clean photos' ow
 error); then the worst ratio per size and the accuracy per sigma. --baseline FILE (a copy of an
 older aetool/noise.py) times and scores that file's `estimate_noise` on the same images in the same
 run, interleaved, in extra columns. --out-json keeps every number.
-Timings depend on the load of the machine: run it on a quiet one to compare.
+Timings depend on the load of the machine (printed at start and end): run it on a quiet one to compare,
+or with --clock cpu --threads 1 and OPENBLAS_NUM_THREADS=1 when others share it (wall time with idle-spinning
+threads is then meaningless).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -241,9 +244,13 @@ def main(argv=None) -> int:
         diff = max(abs(a / b - 1) if b else abs(a) for r in records
                    for a, b in zip(r["new"]["estimates"], r["old"]["estimates"]))
         print(f"\nLargest |new / old - 1| over all estimates: {diff:.2e}")
+    load_end = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    if load_end:
+        print(f"\nLoad average at end: {load_end[0]:.2f} (1 min), {load_end[1]:.2f} (5 min)")
     if args.out_json:
         args.out_json.parent.mkdir(parents=True, exist_ok=True)
-        args.out_json.write_text(json.dumps({"machine": m, "torch_threads": torch.get_num_threads(),
+        args.out_json.write_text(json.dumps({"machine": m, "load_average_end": load_end,
+                                             "torch_threads": torch.get_num_threads(),
                                              "clock": args.clock, "images": source, "baseline": str(args.baseline or ""),
                                              "rows": records}, indent=1))
     return 0
