@@ -12,7 +12,11 @@ Jobs (--jobs, default both):
 
 Each row: wall time, peak resident memory of the command's process (ru_maxrss, through the bare
 launcher of benchmarks/large_photo.py, so this script's own memory is not counted), and that peak
-in bytes per output pixel; the model's weights are listed once (their file size). Outputs are PNG
+in bytes per output pixel; the model's weights are listed once (their file size). The same command
+on a 64x64 image gives the fixed cost of Python, torch and the model's weights, and on one tile's
+input (512x512 for x4, 1024x1024 for denoise: the engine's CPU tiles) that plus one tile's
+activations; the big run's peak above each, per output pixel, is `bytes_per_output_pixel_above_tiny`
+and `..._above_tile` (the two readings of the issue's "4 bytes per output pixel plus the model"). Outputs are PNG
 (the format whose encoder Pillow gives no strip-by-strip path for; see docs/scale.md).
 
     python benchmarks/peak_memory.py                                   # both, full size (~15 min, 2 cores)
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 from datetime import datetime, timezone
@@ -56,6 +61,24 @@ def row(job: str, method: str, cmd: list[str], out_pixels: int) -> dict:
     return r
 
 
+# The engine's CPU tile for each job (Runner.default_tile: 512 for an enlargement, 1024 otherwise):
+# an input of that size runs as one tile, so its peak holds the model and one tile's activations.
+TILE = {"upscale": 512, "denoise": 1024}
+
+
+def fixed(big: dict, small: dict, kind: str = "tiny") -> None:
+    """The big run's peak above the peak of the same command on a small image, per output pixel:
+    kind "tiny" (64x64: the Python process, torch and the model's weights) or "tile" (one tile's
+    input: the same plus the activations of one tile), the two readings of the target's "plus the
+    model"."""
+    if "peak_mib" in big and "peak_mib" in small:
+        big[f"{kind}_mib"] = small["peak_mib"]
+        big[f"bytes_per_output_pixel_above_{kind}"] = round((big["peak_mib"] - small["peak_mib"]) * 2**20
+                                                           / (big["output_mp"] * 1e6), 2)
+        print(json.dumps({"job": big["job"], f"above_{kind}": big[f"bytes_per_output_pixel_above_{kind}"]}),
+              flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--jobs", default="upscale,denoise")
@@ -74,14 +97,24 @@ def main(argv=None) -> int:
             src = work / "big.jpg"
             Image.fromarray(photo(w, h)).save(src, quality=92)
             out_px = 16 * w * h
-            mp = out_px / 1e6 * 1.05
+            mp = math.ceil(out_px / 1e6 * 1.05)
             rows.append(row("upscale x4", "aetool", AETOOL + ["upscale", str(src), "-o", str(work / "x4.png"),
                                                                "--scale", "4", "--max-pixels", f"{mp:.0f}"], out_px))
             rows.append(row("upscale x4", "Pillow bicubic", [sys.executable, "-c", PILLOW_UPSCALE, str(src),
                                                                str(work / "bicubic.png")], out_px))
+            # The fixed cost (Python, torch, the model): the same command on a 64x64 image.
+            Image.fromarray(photo(64, 64)).save(work / "tiny.jpg", quality=92)
+            rows.append(row("upscale x4", "aetool on 64x64", AETOOL + [
+                "upscale", str(work / "tiny.jpg"), "-o", str(work / "tiny-x4.png"), "--scale", "4"], 16 * 64 * 64))
+            fixed(rows[-3], rows[-1])
+            Image.fromarray(photo(TILE["upscale"], TILE["upscale"])).save(work / "tile.jpg", quality=92)
+            rows.append(row("upscale x4", f"aetool on {TILE['upscale']}x{TILE['upscale']} (one tile)", AETOOL + [
+                "upscale", str(work / "tile.jpg"), "-o", str(work / "tile-x4.png"), "--scale", "4"],
+                16 * TILE["upscale"] ** 2))
+            fixed(rows[-4], rows[-1], "tile")
             card = default_model("upscale", 3, 4)
-            rows[-2]["model"] = card.name
-            rows[-2]["model_bytes"] = (Path(card.path).stat().st_size if getattr(card, "path", None) else None)
+            rows[-4]["model"] = card.name
+            rows[-4]["model_bytes"] = (Path(card.path).stat().st_size if getattr(card, "path", None) else None)
             for f in work.glob("*.png"):
                 f.unlink()
         if "denoise" in args.jobs:
@@ -97,11 +130,20 @@ def main(argv=None) -> int:
             Image.fromarray(img).save(src, compress_level=1)
             del img
             out_px = w * h
-            mp = out_px / 1e6 * 1.1
+            mp = math.ceil(out_px / 1e6 * 1.1)
             rows.append(row("denoise", "aetool", AETOOL + ["denoise", str(src), "-o", str(work / "dn.png"),
                                                             "--sigma", "15", "--max-pixels", f"{mp:.0f}"], out_px))
             rows.append(row("denoise", "Pillow median 3x3", [sys.executable, "-c", PILLOW_MEDIAN, str(src),
                                                              str(work / "median.png")], out_px))
+            Image.fromarray(photo(64, 64)).save(work / "tiny.png")
+            rows.append(row("denoise", "aetool on 64x64", AETOOL + [
+                "denoise", str(work / "tiny.png"), "-o", str(work / "tiny-dn.png"), "--sigma", "15"], 64 * 64))
+            fixed(rows[-3], rows[-1])
+            Image.fromarray(photo(TILE["denoise"], TILE["denoise"])).save(work / "tile.png")
+            rows.append(row("denoise", f"aetool on {TILE['denoise']}x{TILE['denoise']} (one tile)", AETOOL + [
+                "denoise", str(work / "tile.png"), "-o", str(work / "tile-dn.png"), "--sigma", "15"],
+                TILE["denoise"] ** 2))
+            fixed(rows[-4], rows[-1], "tile")
     result = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "rows": rows}
     if args.out_json:
         args.out_json.write_text(json.dumps(result, indent=1) + "\n")
