@@ -55,7 +55,8 @@ _HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b
 @dataclass
 class Picture:
     # float32 (H, W, C) in [0, 1], C in {1, 3}. A task's output may instead be uint8 or uint16 (of
-    # the picture's bit depth), assembled so by the engine for outputs too large to hold as floats.
+    # the picture's bit depth), assembled so by the engine for outputs too large to hold as floats,
+    # and so may the input of a task that asked read_image for integers (upscale, denoise).
     pixels: np.ndarray
     alpha: np.ndarray | None = None  # float32 (H, W) in [0, 1], passed through untouched
     bit_depth: int = 8
