@@ -179,8 +179,10 @@ def test_bad_requests_and_other_environments_do_not_stop_the_server(server, smal
 def test_ctrl_c_or_death_of_a_client_stops_its_command_not_the_server(server, tmp_path, tiny_model):
     folder = tmp_path / "many"
     folder.mkdir()
+    # Large enough that the batch is still running when the signal lands (40 files of 96x128
+    # once finished in 0.5 s, before it).
     for i in range(40):
-        Image.fromarray(structured_image(96, 128, seed=i)).save(folder / f"{i:02d}.png")
+        Image.fromarray(structured_image(384, 512, seed=i)).save(folder / f"{i:02d}.png")
     env = {**server["env"]}
     for how in ("SIGINT", "SIGKILL"):
         out = tmp_path / f"out-{how}"
