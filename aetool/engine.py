@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import NonFiniteOutputError, UsageError
-from .imageio import DEFAULT_MAX_PIXELS, to_integer
+from .imageio import DEFAULT_MAX_PIXELS, levels_in_place, to_integer
 
 MIN_TILE = 64
 
@@ -201,16 +201,17 @@ class Runner:
         h, w, _ = image.shape
         tile = self.options.tile if self.options.tile is not None else self.default_tile(h, w, scale)
         batch = self.options.batch_size or self.default_batch()
+        wrote = [False]  # set by _run_into once output rows are in `into`
         while True:
             try:
                 if out_dtype is not None:
                     return self._run_into(fn, image, tile, batch, scale, out_channels, context, np.dtype(out_dtype),
-                                          into)
+                                          into, wrote)
                 return self._run_tiled(fn, image, tile, batch, scale, out_channels, context)
             except Exception as exc:  # noqa: BLE001 - only memory errors are retried
                 if not _is_oom(exc):
                     raise
-                if into is image:  # part of the input may be output already: no second try from it
+                if into is image and wrote[0]:  # part of the input is output already: no second try from it
                     raise MemoryError("out of memory while writing the output over the input") from exc
                 if self.kind == "cuda":
                     self.torch.cuda.empty_cache()
@@ -274,7 +275,7 @@ class Runner:
             if progress is not None:
                 progress(min(1.0, (i + len(group)) / len(positions)))
 
-    def _run_into(self, fn, image, tile, batch, scale, out_channels, context, dtype, into=None):
+    def _run_into(self, fn, image, tile, batch, scale, out_channels, context, dtype, into=None, wrote=None):
         """The tiled run, assembled straight into an integer output. Blend weights are separable
         and the tiles form a grid, so the total weight at (y, x) is Sy(y) * Sx(x) and each tile's
         share is known before its neighbours run. Tiles come in raster order: a tile's columns
@@ -307,7 +308,6 @@ class Runner:
         next_y = {y0: (ys[k + 1] if k + 1 < len(ys) else h) * s for k, y0 in enumerate(ys)}
         next_x = {x0: (xs[k + 1] if k + 1 < len(xs) else w) * s for k, x0 in enumerate(xs)}
         band = th * s
-        top = 65535 if bits == 16 else 255
         # One float band across the width holds what each tile row leaves for the next (its rows
         # below the next row's start). A tile takes the columns of it that lie above it, then puts
         # its own leftovers in the same columns: a tile row reads and writes the band left to right.
@@ -327,12 +327,11 @@ class Runner:
             block = acc[:, :done]
             block[:pending_in] += pending[:pending_in, left_x:left_x + done]
             pending[:band - final_rows, left_x:left_x + done] = block[final_rows:]
-            # Clipped and rounded in place, as imageio.to_integer does it, into the output.
-            final = block[:final_rows]
-            np.clip(final, 0.0, 1.0, out=final)
-            final *= top
-            np.rint(final, out=final)
+            # Rounded in place, as imageio.to_integer rounds, into the output.
+            final = levels_in_place(block[:final_rows], bits)
             out[top_y:top_y + final_rows, left_x:left_x + done] = final
+            if wrote is not None:
+                wrote[0] = True
             cols = acc[:, done:].copy()
             if x0 == xs[-1]:
                 pending_in = band - final_rows

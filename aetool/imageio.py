@@ -406,9 +406,21 @@ def to_integer(a: np.ndarray, bits: int) -> np.ndarray:
     place (a third of the time of clip, multiply and round each making a copy)."""
     top = 65535 if bits == 16 else 255
     t = a * np.float32(top) if a.dtype == np.float32 else a * top
+    return _clip_round(t, top).astype(np.uint16 if bits == 16 else np.uint8)
+
+
+def levels_in_place(a: np.ndarray, bits: int) -> np.ndarray:
+    """to_integer's values, left in the float array `a` itself (scaled, clipped and rounded in place):
+    for a caller that assigns them into an integer array it already has (the engine's assembly)."""
+    top = 65535 if bits == 16 else 255
+    a *= top
+    return _clip_round(a, top)
+
+
+def _clip_round(t: np.ndarray, top: int) -> np.ndarray:
     np.clip(t, 0, top, out=t)
     np.rint(t, out=t)
-    return t.astype(np.uint16 if bits == 16 else np.uint8)
+    return t
 
 
 def as_float(a: np.ndarray) -> np.ndarray:

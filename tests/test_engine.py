@@ -248,3 +248,30 @@ def test_the_output_written_over_its_own_input_equals_a_separate_one(h, w, tile,
     np.testing.assert_array_equal(got, separate)
     with pytest.raises(ValueError):
         runner.run(conv, img8.copy(), 2, out_dtype=np.uint8, into=img8)  # not the output's shape
+
+
+def test_writing_over_the_input_still_retries_an_out_of_memory_before_any_output():
+    """The first tiles fail (as a too-large first tile on a GPU does): nothing is written over the
+    input yet, so the smaller tiles start from it intact; an OOM after writing is not retried."""
+    def fn(x):
+        if x.shape[-1] > 64:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return x * 0.5
+
+    img8 = structured_image(100, 200)
+    shared = img8.copy()
+    out = Runner(EngineOptions(tile=256, batch_size=4)).run(fn, shared, out_dtype=np.uint8, into=shared)
+    separate = Runner(EngineOptions(tile=256, batch_size=4)).run(fn, img8.copy(), out_dtype=np.uint8)
+    assert out is shared
+    np.testing.assert_array_equal(out, separate)
+
+    calls = []
+
+    def late(x):
+        calls.append(1)
+        if len(calls) > 2:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return x * 0.5
+
+    with pytest.raises(MemoryError):
+        Runner(EngineOptions(tile=64, overlap=16, batch_size=1)).run(late, shared, out_dtype=np.uint8, into=shared)
