@@ -1,13 +1,11 @@
 """`aetool denoise`."""
 from __future__ import annotations
 
-from functools import partial
 from typing import Optional
 
 import typer
 from typing_extensions import Annotated
 
-from ..imageio import probe_image, read_image
 from . import options as o
 from .common import handle_errors
 from .imagecmd import engine_options, run_image_command
@@ -95,8 +93,7 @@ def denoise_command(
         return lambda pic, item: den.picture(pic, sigma, strength, jpeg_quality, in_place=True)
 
     # Pixels decoded as integers, made floats tile by tile by the engine: a quarter of the memory.
-    run_image_command("denoise", inputs, output, args, opts, make_processor, read=partial(read_image, integer=True),
-                      probe=partial(probe_image, integer=True))
+    run_image_command("denoise", inputs, output, args, opts, make_processor, integer_pixels=True)
 
 
 def register(app: typer.Typer) -> None:

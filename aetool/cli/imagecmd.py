@@ -6,6 +6,7 @@ import json
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -35,7 +36,7 @@ def engine_options(args: ImageArgs) -> EngineOptions:
 def run_image_command(name: str, inputs: list[str], output: str | None, args: ImageArgs, options: EngineOptions,
                       make_processor: Callable[[], Callable], output_size: OutputSize | None = None, *,
                       input_extensions: set[str] = IMAGE_EXTENSIONS, output_extensions: set[str] = IMAGE_EXTENSIONS,
-                      read: Callable = read_image, probe: Callable = probe_image,
+                      read: Callable = read_image, probe: Callable = probe_image, integer_pixels: bool = False,
                       on_finish: Callable[[list[FileResult], Summary], int | None] | None = None,
                       file_per_input: bool = True) -> None:
     """Find inputs, plan outputs, check the model and every input's header, run, report, exit.
@@ -47,7 +48,11 @@ def run_image_command(name: str, inputs: list[str], output: str | None, args: Im
     the batch (not on --dry-run) with every file's result, to write what covers the whole run (the
     anomaly report); it may add to summary.extra and return an exit code for a run with no failure.
     `file_per_input=False`: the command writes no file per input (embed: one table for the run, by
-    on_finish); `output` is then not planned from and `process` returns (None, info)."""
+    on_finish); `output` is then not planned from and `process` returns (None, info).
+    `integer_pixels`: images are decoded (and their memory checked) as 8/16-bit integers, for a
+    processor that takes them (upscale, denoise)."""
+    if integer_pixels:
+        read, probe = partial(read, integer=True), partial(probe, integer=True)
     recursive, suffix, fmt, quality = args.recursive, args.suffix, args.fmt, args.quality
     overwrite, dry_run, as_json, quiet = args.overwrite, args.dry_run, args.as_json, args.quiet
     fmt = fmt.lower()

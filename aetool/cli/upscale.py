@@ -1,13 +1,11 @@
 """`aetool upscale`."""
 from __future__ import annotations
 
-from functools import partial
 from typing import Optional
 
 import typer
 from typing_extensions import Annotated
 
-from ..imageio import probe_image, read_image
 from . import options as o
 from .common import handle_errors
 from .imagecmd import engine_options, run_image_command
@@ -108,8 +106,7 @@ def upscale_command(
 
     # Pixels decoded as integers, made floats tile by tile by the engine: a quarter of the memory.
     run_image_command("upscale", inputs, output, args, opts, make_processor, output_size=output_size,
-                      read=partial(read_image, integer=True),
-                      probe=partial(probe_image, integer=True))
+                      integer_pixels=True)
 
 
 def register(app: typer.Typer) -> None:
