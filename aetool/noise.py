@@ -190,10 +190,12 @@ def estimate_noise(image: np.ndarray, data_range: float = 255.0) -> float:
         return _difference_estimate(arr) * to_255
 
     # Quantisation step in 0-255 units: 1 for integer input, also for float input that
-    # lies on the 8-bit grid (e.g. uint8 / 255, which is then snapped to it); else none.
+    # lies on the 8-bit grid (e.g. uint8 / 255, which is then snapped to it) and for 16-bit
+    # input that does (8-bit pixels widened, x 257: the same estimate as the 8-bit ones);
+    # else none, or the integers' own step.
     integer = np.issubdtype(arr.dtype, np.integer)
-    snap = not integer and all(_on_grid(r, data_range / 255.0) for r in regions)
-    q = to_255 if integer else (1.0 if snap else 0.0)
+    snap = (not integer or to_255 < 1.0) and all(_on_grid(r, data_range / 255.0) for r in regions)
+    q = 1.0 if snap else (to_255 if integer else 0.0)
     # The noise was clipped to the range if values sit at its ends and none lie beyond;
     # the clipping model is used when that affects more than a trace of the values.
     tol = 1e-6 * data_range

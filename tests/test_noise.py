@@ -150,6 +150,8 @@ def test_float_input_matches_uint8(colour, grey):
             unit = noisy.astype(dtype) / dtype(255)
             assert estimate_noise(unit, data_range=1.0) == pytest.approx(ref, rel=1e-9)
         assert estimate_noise(noisy.astype(np.float64)) == pytest.approx(ref, rel=1e-9)
+        # 8-bit pixels widened to 16 bits (x 257), as the denoiser hands them over
+        assert estimate_noise(noisy.astype(np.uint16) * 257, data_range=65535) == pytest.approx(ref, rel=1e-9)
 
 
 def test_grey_as_three_dims_and_alpha(colour, grey):

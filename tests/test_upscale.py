@@ -219,3 +219,9 @@ def test_integer_pixels_give_the_float_paths_result(make_upscaler, tiny_model):
         assert a.dtype == b.dtype and np.abs(a.astype(np.float32) - b.astype(np.float32)).max() <= (1 if a.dtype == np.uint8 else 1e-6)
     a, info = den(img)  # blind: the estimate reads floats made from the integers
     assert info["sigma_estimated"] == den(floats)[1]["sigma_estimated"] and a.dtype == np.float32
+    # the integer path hands the estimate its integers (no float copy): the same estimate
+    a, info = den(img, bits=8)
+    assert info["sigma_estimated"] == den(floats)[1]["sigma_estimated"] and a.dtype == np.uint8
+    wide = img.astype(np.uint16) * 257
+    a, info16 = den(wide, bits=16)
+    assert info16["sigma_estimated"] == info["sigma_estimated"] and a.dtype == np.uint16
