@@ -60,7 +60,7 @@ this project's images (tuned on training photos only):
   median test takes every tail at once. That halved the time of the first version at
   every size with the same estimates. For small images the clipping model then cost as much
   as the denoiser's model: it now starts from a cheap value (5 x 5 middles of a spread
-  subset), accepts a first step within 2 % (see _estimate), stops a two-cycle, and takes the
+  subset), accepts any step within 2 % (see _estimate), stops a two-cycle, and takes the
   normal CDF from tabulated nodes by a Taylor series instead of math.erf per value: 2-3x
   faster at 64-128 px; estimates moved by up to 3 % (mostly far less), with the same accuracy.
   benchmarks/noise_speed.py measures the estimate against the denoiser's own time and
@@ -121,9 +121,9 @@ _ITERS = 10
 _SEED_PATCH = 5
 _SEED_PER_DIM = 20
 _SEED_CORRECTIONS = 1
-# The first step of the clipping correction is final when it moves sigma by at most this
-# fraction (later steps: by at most 1e-3). See _estimate.
-_FIRST_STEP_TOL = 0.02
+# A step of the clipping correction is final when it moves sigma by at most this fraction.
+# See _estimate.
+_STEP_TOL = 0.02
 # Nested sets of least textured patches measured, as fractions of the usable candidates.
 _LEVELS = (0.02, 0.05, 0.1, 0.2, 0.4)
 # Colour estimates below this (0-255 units) are checked against the green channel alone.
@@ -452,10 +452,11 @@ def _estimate(cands, d, c, ring, q, clipped, rng) -> float:
             return 0.0
         # The measurement depends weakly on the sigma of the clipping model (on training
         # photos a 1 % change in sigma moved it by under 0.5 %, most at sigma 50). So a first
-        # step that moved sigma by at most _FIRST_STEP_TOL is final: iterating on would change
-        # it by a fraction of that, within the estimate's own error, for a second full
-        # measurement (half of a small image's estimate). Later steps must agree to 1e-3.
-        if abs(new - sigma) <= (_FIRST_STEP_TOL if it == 1 else 1e-3) * sigma:
+        # step that moved sigma by at most _STEP_TOL is final: iterating on would change it
+        # by a fraction of that, within the estimate's own error, for another full measurement
+        # (half of a small image's estimate). The same holds for every later step (which
+        # until 2026-12 had to agree to 1e-3: several more measurements, the same accuracy).
+        if abs(new - sigma) <= _STEP_TOL * sigma:
             return new
         if abs(new - before) <= 1e-3 * new:
             # A two-cycle (the usable set flips between two states): the iterations would
