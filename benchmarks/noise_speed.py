@@ -12,11 +12,12 @@ images are the same pictures converted to L. Without the data folder, synthetic 
 shapes, edges and texture) are used instead, and the output says so.
 
 Per image and sigma the protocol noise (`add_gaussian_noise`, a fixed seed per image and sigma) is
-added and the estimate is timed on float32 pixels in [0, 1] with data_range=1.0, as the denoiser
-calls it (median of repeated runs, at least --min-time seconds of them; wall time, or with
---clock cpu this process's CPU time). The model is timed as the
-command line runs it told the sigma, so that no estimate is included: `Denoiser(None,
-EngineOptions(), "gaussian")(pixels, sigma=25)` (what `Denoiser.picture` does), after a warm-up,
+added and the estimate is timed on the uint8 pixels with data_range=255, as the denoiser calls
+it for 8-bit files since 2b528a0 (before: on float32 pixels in [0, 1], data_range=1.0; the same
+estimates) (median of repeated runs, at least --min-time seconds of them; wall time, or with
+--clock cpu this process's CPU time). The model is timed as the command line runs it told the
+sigma, so that no estimate is included: `Denoiser(None, EngineOptions(), "gaussian")(pixels,
+sigma=25, bits=8)` on the uint8 pixels (what `Denoiser.picture` does for an 8-bit file), after a warm-up,
 once per size and kind (its cost does not depend on sigma or content; one run when it takes 2 s
 or more). Printed: per size, kind and
 sigma the estimate's median time (over the images), the model time, their ratio, and the mean and
@@ -193,24 +194,24 @@ def main(argv=None) -> int:
                 cleans.append(rgb if kind == "colour" else np.asarray(Image.fromarray(rgb).convert("L"))[..., None])
             model_s = None
             if den is not None:
-                pixels = cleans[0].astype(np.float32) / 255
-                den(pixels[:32, :32], sigma=25)  # warm-up: model loading, first-call costs
+                pixels = np.ascontiguousarray(cleans[0])
+                den(pixels[:32, :32].copy(), sigma=25, bits=8)  # warm-up: model loading, first-call costs
                 single = CLOCK()
-                den(pixels, sigma=25)
+                den(pixels, sigma=25, bits=8)
                 single = CLOCK() - single
                 # A run of 2 s or more is measurement enough (6 MP takes tens of seconds on a CPU).
-                model_s = single if single >= 2 else timed(lambda: den(pixels, sigma=25), args.min_time)
+                model_s = single if single >= 2 else timed(lambda: den(pixels, sigma=25, bits=8), args.min_time)
             for sigma in sigmas:
                 rec = {"h": h, "w": w, "kind": kind, "sigma": sigma, "model_s": model_s}
                 per = {n: {"estimates": [], "seconds": [], "rel_errors": []} for n in names}
                 for j, clean in enumerate(cleans):
                     noisy = add_gaussian_noise(clean, sigma, np.random.default_rng(1000 * j + int(sigma)))
-                    pixels = noisy.astype(np.float32) / 255
+                    pixels = np.ascontiguousarray(noisy)
                     for n in names:  # interleaved, so that both see the same load
                         fn = estimators[n]
-                        est = fn(pixels, data_range=1.0)
+                        est = fn(pixels, data_range=255.0)
                         per[n]["estimates"].append(est)
-                        per[n]["seconds"].append(timed(lambda: fn(pixels, data_range=1.0), args.min_time))
+                        per[n]["seconds"].append(timed(lambda: fn(pixels, data_range=255.0), args.min_time))
                         per[n]["rel_errors"].append(est / sigma - 1)
                 row = [f"{h}x{w}", kind, f"{sigma:g}", "-" if model_s is None else f"{model_s:.4f}"]
                 for n in names:
