@@ -8,23 +8,25 @@ import threading
 import time
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import typer
 
-from ..batch import FileResult, Summary, plan_jobs, preflight, run_jobs
 from ..discovery import IMAGE_EXTENSIONS, collect_inputs, has_image_extension, plan_output
-from ..engine import EngineOptions, parse_tile
 from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_TERMINATED, Terminated, UsageError
-from ..imageio import FORMAT_EXTENSIONS, probe_image, read_image
 from ..limits import OutputSize
 from .options import ImageArgs
+
+if TYPE_CHECKING:
+    from ..batch import FileResult, Summary
+    from ..engine import EngineOptions
 
 FORMATS = ["png", "jpg", "jpeg", "webp", "tiff", "tif", "bmp", "avif", "same"]
 
 
 def engine_options(args: ImageArgs) -> EngineOptions:
     from ..device import check_names
+    from ..engine import EngineOptions, parse_tile
 
     if args.max_pixels <= 0:
         raise UsageError("--max-pixels must be positive (megapixels)")
@@ -36,14 +38,15 @@ def engine_options(args: ImageArgs) -> EngineOptions:
 def run_image_command(name: str, inputs: list[str], output: str | None, args: ImageArgs, options: EngineOptions,
                       make_processor: Callable[[], Callable], output_size: OutputSize | None = None, *,
                       input_extensions: set[str] = IMAGE_EXTENSIONS, output_extensions: set[str] = IMAGE_EXTENSIONS,
-                      read: Callable = read_image, probe: Callable = probe_image, integer_pixels: bool = False,
+                      read: Callable | None = None, probe: Callable | None = None, integer_pixels: bool = False,
                       on_finish: Callable[[list[FileResult], Summary], int | None] | None = None,
                       file_per_input: bool = True) -> None:
     """Find inputs, plan outputs, check the model and every input's header, run, report, exit.
     `output_size` ((h, w) -> (h, w)): for commands that change the size, so that the pixel and
     memory limits are checked on the output before decoding. The keyword arguments let a command
     whose inputs or outputs are not images (compress, decompress) use the same engine: which files
-    a folder scan takes, what an output file may end with, and how an input is read and probed.
+    a folder scan takes, what an output file may end with, and how an input is read and probed
+    (`read`, `probe`: aetool.imageio's read_image and probe_image unless given).
     args.fmt may be an extension (".aei") for such outputs. `on_finish(results, summary)` runs after
     the batch (not on --dry-run) with every file's result, to write what covers the whole run (the
     anomaly report); it may add to summary.extra and return an exit code for a run with no failure.
@@ -51,6 +54,11 @@ def run_image_command(name: str, inputs: list[str], output: str | None, args: Im
     on_finish); `output` is then not planned from and `process` returns (None, info).
     `integer_pixels`: images are decoded (and their memory checked) as 8/16-bit integers, for a
     processor that takes them (upscale, denoise)."""
+    # (numpy, Pillow and the engine load here, not with the command line: --help stays quick)
+    from ..batch import FileResult, Summary, plan_jobs, preflight, run_jobs
+    from ..imageio import FORMAT_EXTENSIONS, probe_image, read_image
+
+    read, probe = read or read_image, probe or probe_image
     if integer_pixels:
         read, probe = partial(read, integer=True), partial(probe, integer=True)
     recursive, suffix, fmt, quality = args.recursive, args.suffix, args.fmt, args.quality

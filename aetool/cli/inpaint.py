@@ -12,7 +12,7 @@ from .common import handle_errors
 from .imagecmd import engine_options, run_image_command
 
 # Without torch: --help stays instant (aetool.tasks.inpaint imports torch only when it runs).
-from ..tasks.inpaint import ENSEMBLE, TEXTURE_MIN_WIDTH, check_fill  # noqa: E402
+from ..tasks.inpaint_options import ENSEMBLE, TEXTURE_MIN_WIDTH, check_fill  # noqa: E402
 
 # "\b" keeps click from rewrapping the examples: each line is printed as written (under 80 columns).
 EPILOG = """Examples:
