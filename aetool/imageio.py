@@ -43,11 +43,6 @@ _TIFF_LAYOUT_TAGS = {254, 255, 256, 257, 258, 259, 262, 266, 273, 277, 278, 279,
 _PNG_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
 _PNG_XMP_KEYWORD = b"XML:com.adobe.xmp"  # the iTXt chunk that holds XMP in PNG
 _JPEG_MAX_XMP = 65504  # one APP1 segment; Pillow does not write extended XMP
-# zlib level of PNG outputs. Pillow's default 6 costs 3x the CPU of level 1 for 3-4 % smaller files
-# of photos (benchmarks/png_level.py), and on a small CPU that encoding competes with the model:
-# a folder of 1 MP inpaintings ran 26 % over the model time at level 6, 7 % at level 1
-# (benchmarks/pipeline_overhead.py, variant png1). Level 1 is also OpenCV's default.
-PNG_COMPRESS_LEVEL = 1
 # A HEIF container (ISO BMFF 'ftyp' box) with one of these major brands; AVIF Pillow reads itself.
 _HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
 
@@ -469,8 +464,8 @@ def write_image(pic: Picture, f, suffix: str, quality: int | None = None) -> Non
     if fmt == "PNG":
         from .pngstream import write_png
 
-        write_png(f, arr, level=PNG_COMPRESS_LEVEL, icc=pic.icc, dpi=pic.dpi, exif=pic.exif,
-                  text=_png_text_for(pic))
+        # (deflated by ISA-L, fast beside the model: the choice is pngstream's, see there)
+        write_png(f, arr, icc=pic.icc, dpi=pic.dpi, exif=pic.exif, text=_png_text_for(pic))
         return
     if bits == 16:
         _write_tiff16(f, arr, pic)

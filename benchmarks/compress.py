@@ -342,10 +342,11 @@ def codec_main(argv) -> int:
                     encode(im.convert("RGB"), args.quality, target)
             else:
                 target = args.output / (path.stem + ".png")
-                from aetool.imageio import PNG_COMPRESS_LEVEL
+                from aetool.pngstream import write_png
 
-                with _open_coded(path) as im:  # PNG written as aetool writes it, so decode times compare
-                    im.convert("RGB").save(target, compress_level=PNG_COMPRESS_LEVEL)
+                with _open_coded(path) as im, open(target, "wb") as f:
+                    # PNG written by aetool's writer, as `aetool decompress` writes it, so decode times compare
+                    write_png(f, np.asarray(im.convert("RGB")))
             print(json.dumps({"input": str(path), "output": str(target), "status": "ok",
                               "bytes": target.stat().st_size}), flush=True)
         except Exception as exc:  # report and go on with the other files

@@ -20,7 +20,7 @@ counted: see LAUNCHER; per command, not the maximum over all children of this sc
 - upscale: `aetool upscale --scale 2` of the photo at 3000x2000 (6 MP in, 24 MP out), beside
   Pillow bicubic (benchmarks/sr_baselines.py);
 - compress: every encoder reads the same lossless PNG of the photo and every decoder writes PNG
-  (Pillow, at aetool's PNG compress level, as aetool writes it): `aetool compress big.png -o big.aei --quality 4`
+  (aetool's PNG writer, as `aetool decompress` writes it): `aetool compress big.png -o big.aei --quality 4`
   and `aetool decompress big.aei -o out.png`, beside JPEG, WebP, JPEG XL and AVIF at quality 75
   (`python benchmarks/compress.py codec encode METHOD --quality 75 IN OUT` and `codec decode METHOD
   OUT DEC`, the baselines of benchmarks/compress.py with its settings). Each codec's rows also give
@@ -68,6 +68,13 @@ TILE = 1024  # aetool.tasks.compress.TILE_PIXELS: the codec's tiles, on a grid f
 CROP = 1024  # side of the seam check's crop (untiled: at most the tile plus its two margins)
 SECTION = "large-photo"
 
+
+
+def _png_writer(run: dict) -> str:
+    """How the compress rows' decoders wrote PNG: recorded since the writer changed (older rows: a level)."""
+    if "png_writer" in run:
+        return run["png_writer"]
+    return f"Pillow, compress level {run.get('png_level', 6)}"
 
 # ================================================================= running one command
 # Peak memory of one command: ru_maxrss of its process, from wait4. Linux carries a process's peak
@@ -478,7 +485,7 @@ def report(result: dict) -> str:
         qs = {m: qs.get(m, "?") for m in ["aetool"] + CODECS}
         v = runs["compress"].get("versions", {})
         lines += ["", "Compression: every encoder reads the same lossless PNG of the photo and every decoder writes "
-                  f"PNG (Pillow, compress level {runs['compress'].get('png_level', 6)}); bpp = 8 × bytes of the file / pixels, PSNR (RGB, dB) of the "
+                  f"PNG ({_png_writer(runs['compress'])}); bpp = 8 × bytes of the file / pixels, PSNR (RGB, dB) of the "
                   "decoded PNG against the input, the same on a codec's encode and decode rows. aetool: `aetool "
                   f"compress big.png -o big.aei --quality {qs['aetool']}` (model "
                   f"`{runs['compress'].get('compress_model', '?')}`) and `aetool "
@@ -565,9 +572,9 @@ def main(argv=None) -> int:
 
         info["versions"] = versions()
         info["compress_model"] = default_model("compress", 3).name
-        from aetool.imageio import PNG_COMPRESS_LEVEL
+        from aetool.pngstream import DEFLATE_LEVEL
 
-        info["png_level"] = PNG_COMPRESS_LEVEL  # every decoder's PNG (the rows before it was kept: 6)
+        info["png_writer"] = f"aetool's writer, ISA-L level {DEFLATE_LEVEL}"  # every decoder's PNG
     work = args.work or Path(tempfile.mkdtemp(prefix="large-photo-"))
     t0 = time.perf_counter()
     try:

@@ -254,9 +254,10 @@ def test_xmp_orientation_is_reset_with_the_exif_one(tmp_path):
 
 # --- PNG written strip by strip, integer decoding, large files read from the disk ------------------
 
+@pytest.mark.parametrize("level", [None, 1])  # ISA-L's deflate (what aetool writes), zlib's
 @pytest.mark.parametrize("channels,dtype", [(1, np.uint8), (2, np.uint8), (3, np.uint8), (4, np.uint8),
                                             (1, np.uint16), (3, np.uint16), (4, np.uint16)])
-def test_streamed_png_round_trips_every_layout_with_metadata(monkeypatch, channels, dtype):
+def test_streamed_png_round_trips_every_layout_with_metadata(monkeypatch, channels, dtype, level):
     import png
 
     from aetool import pngstream
@@ -265,7 +266,7 @@ def test_streamed_png_round_trips_every_layout_with_metadata(monkeypatch, channe
     rng = np.random.default_rng(channels)
     arr = rng.integers(0, np.iinfo(dtype).max + 1, (37, 29, channels), dtype=dtype)
     buf = io.BytesIO()
-    pngstream.write_png(buf, arr, level=1, icc=SRGB, dpi=(300.4, 72), exif=b"MM\0*\0\0\0\x08\0\0",
+    pngstream.write_png(buf, arr, level=level, icc=SRGB, dpi=(300.4, 72), exif=b"MM\0*\0\0\0\x08\0\0",
                         text=[(b"tEXt", b"Comment\0kept")])
     w, h, rows, info = png.Reader(bytes=buf.getvalue()).asDirect()
     got = np.vstack([np.asarray(r, dtype) for r in rows]).reshape(h, w, channels)
