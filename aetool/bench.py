@@ -12,7 +12,9 @@ For each task and image size it times, on generated photo-like images (determini
   (collect, plan, preflight, `batch.run_jobs`: decode-ahead threads, the model on the calling
   thread, encode and write threads; outputs written to a temporary folder), wall time per image;
 - overhead: end-to-end / model - 1, what reading, decoding, encoding and writing add when they
-  overlap with the model (0 % would be perfect overlap).
+  overlap with the model (0 % would be perfect overlap): the median over `repeat` pairs of a run of
+  the model alone and the folder run right after it (each folder run against its own reference,
+  since the machine's speed drifts).
 
 The model is loaded and run once on a small image before any timing (`load_s`); each time is the
 median of `repeat` runs (all runs are in the JSON, to show how noisy they are).
@@ -516,24 +518,40 @@ def _run(task_names, size_list, device, precision, threads, tile, batch_size, wo
                 for key, fn in task.extra_timings(pic).items():
                     step(f"{name} {size:g} MP: {key[:-2]}")
                     row[key], row[key[:-2] + "_runs"], _ = _timed(fn, n)
-                step(f"{name} {size:g} MP: model x{n}")
-                row["model_s"], row["model_runs"], (out, _) = _timed(lambda: task.processor(pic, None), n)
-                if isinstance(out, bytes):
-                    row["output"], row["encode_s"], row["encode_runs"] = [w, h], None, []
-                    row["output_bytes"] = len(out)
-                else:
-                    row["output"] = [out.width, out.height]
-                    step(f"{name} {size:g} MP: encode")
-                    row["encode_s"], row["encode_runs"], encoded = _timed(lambda: task.encode(out), n)
-                    row["output_bytes"] = len(encoded)
-                del out, pic
-                step(f"{name} {size:g} MP: {folder_images} files end to end")
+                # Each folder run follows a run of the model alone, its reference: the machine's speed
+                # drifts by more than the overhead between a block of model runs and a later folder
+                # run (one such pair per row read from -10 % to +40 % on a 2-core VM).
                 out_dir = work / f"{name}-{size:g}-out"
-                e2e = run_folder(task, folder, out_dir)
-                row["end_to_end_s"] = e2e["seconds"] / e2e["files"]
-                row["end_to_end_model_s"] = e2e["model_s"]
-                row["overhead"] = row["end_to_end_s"] / row["model_s"] - 1.0 if row["model_s"] > 0 else None
-                for p in list(folder.iterdir()) + list(out_dir.iterdir()):
+                model_runs, e2e_runs, inside, ratios = [], [], [], []
+                for i in range(n):
+                    step(f"{name} {size:g} MP: model ({i + 1}/{n})")
+                    t0 = time.perf_counter()
+                    out, _ = task.processor(pic, None)
+                    model_runs.append(time.perf_counter() - t0)
+                    if i == 0 and isinstance(out, bytes):
+                        row["output"], row["encode_s"], row["encode_runs"] = [w, h], None, []
+                        row["output_bytes"] = len(out)
+                    elif i == 0:
+                        row["output"] = [out.width, out.height]
+                        step(f"{name} {size:g} MP: encode")
+                        row["encode_s"], row["encode_runs"], encoded = _timed(lambda: task.encode(out), n)
+                        row["output_bytes"] = len(encoded)
+                        del encoded
+                    del out
+                    step(f"{name} {size:g} MP: {folder_images} files end to end ({i + 1}/{n})")
+                    e2e = run_folder(task, folder, out_dir)
+                    e2e_runs.append(e2e["seconds"] / e2e["files"])
+                    inside.append(e2e["model_s"])
+                    ratios.append(e2e_runs[-1] / model_runs[-1] - 1.0 if model_runs[-1] > 0 else math.nan)
+                    for p in out_dir.iterdir():
+                        p.unlink()
+                del pic
+                row["model_s"], row["model_runs"] = statistics.median(model_runs), model_runs
+                row["end_to_end_s"], row["end_to_end_runs"] = statistics.median(e2e_runs), e2e_runs
+                row["end_to_end_model_s"] = statistics.median(inside)
+                row["overhead"] = statistics.median(ratios) if row["model_s"] > 0 else None
+                row["overhead_runs"] = ratios
+                for p in folder.iterdir():
                     p.unlink()
                 result["rows"].append(_rounded(row))
             task = None
@@ -564,11 +582,12 @@ COLUMNS = {
                 "file's bytes)",
     "end_to_end_s": "wall seconds per image of a folder of folder_images files through the command's "
                     "engine (batch.run_jobs: decode ahead, model, encode and write behind), outputs to a "
-                    "temporary folder",
+                    "temporary folder; median of repeat such runs",
     "end_to_end_model_s": "median seconds of the model step inside that run (above model_s: the model was "
                           "slowed by the reading and writing threads)",
-    "overhead": "end_to_end_s / model_s - 1: what reading, decoding, encoding and writing add to the model "
-                "when they overlap with it",
+    "overhead": "what reading, decoding, encoding and writing add to the model when they overlap with it: "
+                "the median over the repeats of (a folder run's seconds per image / the run of the model "
+                "alone just before it) - 1 (overhead_runs: each of them)",
     "load_s": "seconds to load the task's model and run it once on a small image (not in the other times)",
     "megapixels": "the image size of the row: the input's, and for upscale the output's (the input is a "
                   f"quarter of it, enlarged x{UPSCALE_SCALE})",

@@ -36,6 +36,7 @@ def test_cli_json_has_the_documented_fields_with_positive_times():
         for key in ("decode_s", "estimate_s", "model_s", "encode_s", "end_to_end_s", "end_to_end_model_s", "load_s"):
             assert row[key] > 0, key
         assert row["overhead"] == pytest.approx(row["end_to_end_s"] / row["model_s"] - 1, abs=2e-3)
+        assert len(row["overhead_runs"]) == len(row["end_to_end_runs"]) == len(row["model_runs"])
         assert row["precision"] in ("fp32", "bf16") and row["tile"] == 0 and row["batch_size"] == 1
         h, w = image_shape(row["megapixels"])
         assert row["input"] == [w, h] == row["output"] and row["input_bytes"] > 0
@@ -67,6 +68,20 @@ def test_compress_and_decompress_rows():
     assert comp["encode_s"] is None and comp["output_bytes"] < comp["input_bytes"]  # the .aei is the output
     assert dec["decode_s"] > 0 and dec["encode_s"] > 0 and dec["end_to_end_s"] > 0
     assert dec["output"] == comp["input"]
+
+
+def test_overhead_pairs_each_folder_run_with_the_model_run_before_it():
+    from statistics import median
+
+    from aetool.bench import run_bench
+
+    row = run_bench(["decompress"], [0.005], device="cpu", repeat=3, threads=1)["rows"][0]
+    pairs = list(zip(row["end_to_end_runs"], row["model_runs"]))
+    assert len(pairs) == 3 == len(row["overhead_runs"])
+    # (the JSON rounds times to 1e-6 s, ratios of millisecond runs to about 1e-3)
+    assert row["overhead_runs"] == pytest.approx([e / m - 1 for e, m in pairs], abs=5e-3)
+    assert row["overhead"] == pytest.approx(median(row["overhead_runs"]), abs=1e-6)
+    assert row["end_to_end_s"] == pytest.approx(median(row["end_to_end_runs"]), abs=1e-6)
 
 
 @pytest.mark.parametrize("args, message", [

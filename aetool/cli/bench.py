@@ -38,6 +38,8 @@ Columns, in seconds (the JSON has the same names with _s, and every run):
   folder    a folder of 3 such files through the engine the commands use
             (decode ahead, model, encode and write behind), per image
   overhead  folder / model - 1: what reading and writing add to the model
+            (median over the runs, each folder run against a run of the
+            model alone just before it)
   An upscale row's size is its output's (the input is a quarter of it).
 
 Exit codes: 0 done, 1 a task failed, 2 usage error, 130 Ctrl-C, 143 SIGTERM.
