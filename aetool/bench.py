@@ -520,7 +520,7 @@ def _run(task_names, size_list, device, precision, threads, tile, batch_size, wo
                     row[key], row[key[:-2] + "_runs"], _ = _timed(fn, n)
                 # Each folder run follows a run of the model alone, its reference: the machine's speed
                 # drifts by more than the overhead between a block of model runs and a later folder
-                # run (one such pair per row read from -10 % to +40 % on a 2-core VM).
+                # run (one such pair per row read from -17 % to +41 % on a 2-core VM).
                 out_dir = work / f"{name}-{size:g}-out"
                 model_runs, e2e_runs, inside, ratios = [], [], [], []
                 for i in range(n):
