@@ -144,6 +144,7 @@ def run_image_command(name: str, inputs: list[str], output: str | None, args: Im
             run_options = dict(suffix_for=suffix_for, quality=quality, max_pixels=options.max_pixels,
                                workers=options.workers, overwrite=overwrite, output_size=output_size, read=read)
             if ray_address:  # the same run_jobs, in actors that build the processor themselves
+                process = None  # (loaded here only to check the model: not held through the run)
                 stopped = cluster.run_jobs(jobs, make_processor, on_result=reporter, device=options.device,
                                            actors=args.ray_actors, **run_options)
             else:
