@@ -63,7 +63,8 @@ def bench_command(
     fmt: Annotated[str, typer.Option("--format", "-f", metavar="png|jpg",
                                      help="Format of the input and output files.")] = "png",
     repeat: Annotated[int, typer.Option(min=0, metavar="N", help="Runs per timing, median reported (0: 3 up "
-                                        "to 2 MP, 2 up to 8 MP, 1 above). The folder runs once.")] = 0,
+                                        "to 2 MP, 2 up to 8 MP, 1 above). The folder runs as often, each "
+                                        "time after a run of the model alone.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the machine, the settings and every row "
                                           "(with every run's time) as one JSON object.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines on stderr.")] = False,
