@@ -205,6 +205,7 @@ def main() -> None:
     ap.add_argument("--out-json", type=Path, default=None)
     ap.add_argument("--timeline", action="store_true", help="print every folder run's stages (stderr)")
     args = ap.parse_args()
+    m = machine()  # before the runs: its load average is printed as the load at the start
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     options = EngineOptions(device=args.device)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
@@ -216,7 +217,6 @@ def main() -> None:
             task.processor(task.read(task.make_input(synthetic_photo(h, w))[0], options.max_pixels), None)  # load
             for size in parse_sizes(args.sizes):
                 rows.append(measure(task, size, args.trials, variants, Path(tmp), log, args.timeline))
-    m = machine()
     header = ["task", "MP", "model alone: s (cpu s)"] + [f"{v}: s/image (cpu s), overhead [min, max]"
                                                          for v in variants]
     table = []
