@@ -154,20 +154,21 @@ def jpeg_quality_from_pixels(pixels: np.ndarray, crop: int = 256) -> float | Non
     crop aligned to the 8x8 grid. None when no quality stands out: the pixels were never a JPEG,
     or were resized or cropped off the grid since, or were compressed at a quality above 97."""
     a = np.asarray(pixels)
+    h, w = a.shape[:2]
+    if h < 32 or w < 32:
+        return None
+    ch, cw = min(crop, h) // 8 * 8, min(crop, w) // 8 * 8
+    y0, x0 = (h - ch) // 16 * 8, (w - cw) // 16 * 8  # keep the crop on the 8x8 grid of the whole image
+    a = a[y0:y0 + ch, x0:x0 + cw]  # only the crop is converted (not a float64 copy of a whole photo)
     if a.dtype != np.uint8:
         a = np.clip(np.round(a.astype(np.float64) * 255), 0, 255).astype(np.uint8)
     if a.shape[2] == 3:
         from PIL import Image
 
-        luma = np.asarray(Image.fromarray(a).convert("L"))
+        luma = np.asarray(Image.fromarray(np.ascontiguousarray(a)).convert("L"))
     else:
         luma = a[..., 0]
-    h, w = luma.shape
-    if h < 32 or w < 32:
-        return None
-    ch, cw = min(crop, h) // 8 * 8, min(crop, w) // 8 * 8
-    y0, x0 = (h - ch) // 16 * 8, (w - cw) // 16 * 8  # keep the crop on the 8x8 grid of the whole image
-    luma = np.ascontiguousarray(luma[y0:y0 + ch, x0:x0 + cw])
+    luma = np.ascontiguousarray(luma)
     ref = luma.astype(np.float64)
     qualities = np.arange(2, 100)
     err = np.array([np.mean((decode(encode(luma[..., None], "jpeg", q))[..., 0] - ref) ** 2) for q in qualities])

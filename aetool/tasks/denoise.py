@@ -108,7 +108,8 @@ class Denoiser:
                 quality = file_quality
                 info.update(jpeg_quality=quality, jpeg_quality_from="file")
             else:
-                quality = jpeg_quality_from_pixels(as_float(pixels))
+                # 8-bit pixels as they are (the same values as their float copy, which it would round back)
+                quality = jpeg_quality_from_pixels(pixels if pixels.dtype == np.uint8 else as_float(pixels))
                 info.update(jpeg_quality=quality, jpeg_quality_from="pixels")
                 if quality is None:
                     info["note"] = ("no JPEG grid found in the pixels (never a JPEG, or resized or cropped since); "
