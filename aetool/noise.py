@@ -474,10 +474,10 @@ def _estimate(cands, d, c, ring, q, clipped, rng) -> float:
         # been rescaled by 1 / sqrt(v_next) instead of 1 / sqrt(v), the measured variance would
         # be about mean(v / v_next) times this one. Where few measured patches are near black
         # or white (a photo with a few saturated areas, or low sigma), that is about 1 whatever
-        # the step, and the next measurement would repeat this one. On 720 estimates of training
-        # photos (64 to 256 px, colour and grey, sigma 5-50) this saved 40 % of the second
-        # measurements; estimates moved by 0.09 % on average, at most 1.6 % (within _STEP_TOL),
-        # with the same mean error.
+        # the step, and the next measurement would repeat this one. benchmarks/noise_design.py
+        # (training crops of 64-256 px, colour and grey, sigma 5-50): 17-25 % fewer measurements,
+        # estimates moved by 0.1 % on average (at most 4.6 %), mean error the same within 0.04
+        # points (slightly lower up to 128 px).
         v_next = np.maximum(_clip_tables(new)[0][i_mu[:, chosen]], 1e-3)
         if abs(float(np.mean(np.maximum(v_patch[:, chosen], 1e-3) / v_next)) - 1) <= 2 * _RESCALE_TOL:
             return new
@@ -664,8 +664,9 @@ def _pick_patch_size(h: int, w: int, c: int) -> int | None:
     if c > 1 and h * w < _SMALL_COLOUR_PIXELS:
         # At 64 x 64 a 7 x 7 x 3 covariance needs (_NMIN_RATIO per dimension) 1470 of the 3364
         # patch positions, leaving the texture ranking little to choose from. 5 x 5 x 3 patches
-        # measured at least as accurate from 64 x 64 to 192 x 192 (random crops of training
-        # photos, sigma 5-50) for half the cost or less; from 256 x 256 the two were even.
+        # measured at least as accurate from 64 x 64 to 256 x 256 (benchmarks/noise_design.py:
+        # random crops of training photos, sigma 5-50) for half the cost or less. Larger images
+        # keep 7 x 7, where the estimate is well within the model's time anyway.
         top = _PATCH_SMALL_COLOUR
     for d in range(top, 2, -1):
         positions = max(h - d + 1, 0) * max(w - d + 1, 0)
