@@ -104,7 +104,8 @@ def parse_tile(value: str) -> int | None:
     return n
 
 
-def _is_oom(exc: BaseException) -> bool:
+def is_out_of_memory(exc: BaseException) -> bool:
+    """torch's out-of-memory error, of a GPU or (as a RuntimeError) of the host."""
     import torch
 
     if isinstance(exc, torch.cuda.OutOfMemoryError):
@@ -209,7 +210,7 @@ class Runner:
                                           into, wrote)
                 return self._run_tiled(fn, image, tile, batch, scale, out_channels, context)
             except Exception as exc:  # noqa: BLE001 - only memory errors are retried
-                if not _is_oom(exc):
+                if not is_out_of_memory(exc):
                     raise
                 if into is image and wrote[0]:  # part of the input is output already: no second try from it
                     raise MemoryError("out of memory while writing the output over the input") from exc

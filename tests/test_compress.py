@@ -188,6 +188,52 @@ def test_large_images_are_coded_in_tiles_with_the_untiled_result(codec):
     assert np.abs(tiled_pic.pixels - whole_pic.pixels).max() < 1e-4
 
 
+def test_out_of_memory_halves_the_codec_tiles(codec, monkeypatch):
+    """Out of memory in the codec's transforms (a GPU's, simulated), the tile is halved until the
+    transform fits, as the engine does for the other commands: the same file as the whole-image
+    run and the same picture; still out of memory at 64 pixels, a MemoryError that says so; other
+    errors are not retried."""
+    import torch
+
+    img = structured_image(150, 230).astype(np.float32) / 255
+    whole = codec.encode(img, 5)
+    whole_pic, _ = codec.decode(whole)
+    real = codec._tiled_once
+    tried = []
+
+    def fits_in_64(fn, x, tile, *args):
+        tried.append(tile)
+        if tile > 64:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(fn, x, tile, *args)
+
+    monkeypatch.setattr(codec, "_tiled_once", fits_in_64)
+    halved = codec.encode(img, 5)
+    assert tried == [1024, 512, 256, 128, 64]
+    assert halved == whole
+    tried.clear()
+    halved_pic, _ = codec.decode(halved)
+    assert tried == [1024, 512, 256, 128, 64]  # the synthesis too
+    assert np.abs(halved_pic.pixels - whole_pic.pixels).max() < 1e-4
+
+    def never_fits(fn, x, tile, *args):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 GB")
+
+    monkeypatch.setattr(codec, "_tiled_once", never_fits)
+    with pytest.raises(MemoryError, match="64-pixel tiles"):
+        codec.encode(img, 5)
+
+    def broken(fn, x, tile, *args):
+        tried.append(tile)
+        raise RuntimeError("a bug, not memory")
+
+    tried.clear()
+    monkeypatch.setattr(codec, "_tiled_once", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        codec.encode(img, 5)
+    assert tried == [1024]
+
+
 def _cuda_available() -> bool:
     import torch
 

@@ -166,14 +166,35 @@ class Codec:
 
     def _tiled(self, fn, x, tile: int, margin: int, stride: int, shrink: bool):
         """Run `fn` (a transform that divides (shrink) or multiplies the size by `stride`) over tiles
-        of `tile` image pixels (tile / stride latent pixels for the synthesis) with `margin` input pixels of context on each side, keeping each tile's
-        core: memory stays bounded by the tile, and since the margin covers the transform's
-        receptive field, the result equals the untiled one up to float rounding (tested).
-        Tile corners stay on the stride grid, so every tile's output lines up exactly."""
+        of `tile` image pixels (tile / stride latent pixels for the synthesis) with `margin` input
+        pixels of context on each side, keeping each tile's core: memory stays bounded by the tile,
+        and since the margin covers the transform's receptive field, the result equals the untiled
+        one up to float rounding (tested). Tile corners stay on the stride grid, so every tile's
+        output lines up exactly. Out of memory (a GPU's), the tile is halved and the transform run
+        again, down to MIN_TILE pixels, as the engine does for the other commands: the same result
+        up to float rounding, so the same file but for a latent value at a rounding boundary."""
+        import torch
+
+        from ..engine import MIN_TILE, is_out_of_memory
+
+        while True:
+            try:
+                return self._tiled_once(fn, x, tile, margin, stride, shrink)
+            except Exception as exc:  # noqa: BLE001 - only memory errors are retried
+                if not is_out_of_memory(exc):
+                    raise
+                if self.device.startswith("cuda"):
+                    torch.cuda.empty_cache()
+                if tile // 2 < MIN_TILE:
+                    raise MemoryError(f"out of memory even with {MIN_TILE}-pixel tiles") from exc
+                tile //= 2
+
+    def _tiled_once(self, fn, x, tile: int, margin: int, stride: int, shrink: bool):
         import torch
 
         tile = tile if shrink else tile // stride
         _, _, h, w = x.shape
+
         def run(part):
             return fn(part.to(self.device).contiguous(memory_format=torch.channels_last)).float().cpu().contiguous()
 
