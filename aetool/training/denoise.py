@@ -83,7 +83,8 @@ class DenoiseTask:
         torch = self._torch
         psnrs = []
         for clean, (noisy, cond) in zip(self.val_clean, self.val_noisy):
-            x = torch.from_numpy(noisy).permute(2, 0, 1)[None].float().div(255).to(device)
+            # A copy: decoded codec images are read-only arrays, which torch.from_numpy warns about.
+            x = torch.tensor(noisy).permute(2, 0, 1)[None].float().div(255).to(device)
             y = model(x, torch.full((1,), cond, device=device)).float()
             out = (y.clamp(0, 1) * 255).round().cpu()[0].permute(1, 2, 0).numpy()
             mse = np.mean((out.astype(np.float64) - clean.astype(np.float64)) ** 2)
