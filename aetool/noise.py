@@ -64,8 +64,9 @@ this project's images (tuned on training photos only):
   rescale the measured patches alike (see _estimate), stops a two-cycle, and builds its tables
   from two fixed one-bound curves (see _clip_tables); colour images under 256 x 256 use 5 x 5
   patches, as accurate there for half the cost. Each change kept the accuracy on training
-  photos (estimates moved by up to 3 %, mostly far less). benchmarks/noise_speed.py measures the estimate against the denoiser's own time and
-  against an older copy of this file.
+  photos (estimates moved by a few per cent at most, mostly far less; benchmarks/noise_design.py).
+  benchmarks/noise_speed.py measures the estimate against the denoiser's own time and against
+  an older copy of this file.
 * Small images use smaller patches and rings; images too small for any patch fall back to
   the median absolute neighbour difference. A flat noiseless image gives 0.0.
 
@@ -420,7 +421,6 @@ def _estimate(cands, d, c, ring, q, clipped, rng) -> float:
         return _select_and_measure(cands, offsets, xi, None, np.arange(n), None,
                                    d, ring, n_min, rounding, subsample)[0]
 
-
     mu = np.concatenate([k.mu for k in cands], axis=1)
     mu_ring = np.concatenate([k.mu_ring for k in cands], axis=1)
     sat_ring = np.concatenate([k.sat_ring for k in cands]) if ring else None
@@ -563,9 +563,9 @@ def _clip_tables(sigma: float) -> tuple[np.ndarray, np.ndarray]:
     Up to _SEPARATE_BOUNDS_MAX the two bounds act apart: each one's effect is a fixed curve
     of the distance from it, m / sigma or (255 - m) / sigma (_one_bound_tables, made once),
     and the effects add (within 1e-3 of the exact model there, 1e-4 up to sigma 50; below
-    sigma 40 closer to it than `_clip_tables_exact`, whose grid of clean values is coarser). That is a few
-    interpolations instead of the exact model's normal CDF at 2049 clean values per call,
-    which cost small images more than their covariance products."""
+    sigma 40 closer to it than `_clip_tables_exact`, whose grid of clean values is coarser).
+    That is a few interpolations instead of the exact model's normal CDF at 2049 clean values
+    per call, which cost small images more than their covariance products."""
     if sigma <= 0:
         return np.ones(_TABLE), np.zeros(_TABLE)
     if sigma > _SEPARATE_BOUNDS_MAX:
