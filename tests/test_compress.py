@@ -314,3 +314,30 @@ def test_unreadable_exif_is_kept_as_it_came_not_a_failure(tiny_codec, tmp_path):
     for fmt in ("png", "tiff", "jpg"):
         r = run("decompress", tmp_path / "a.aei", "-o", tmp_path / f"a.{fmt}", "--model", tiny_codec, "-q")
         assert r.exit_code == 0, (fmt, r.output)
+
+
+@pytest.mark.parametrize("command", ["compress", "decompress"])
+def test_a_read_only_file_system_stops_compress_and_decompress(tiny_codec, tmp_path, monkeypatch, command):
+    """Writing into a read-only file system (EROFS) stops `aetool compress` and `decompress` as it
+    stops the other commands (the engine's writer): exit 1, the reason in the JSON summary, the
+    files not yet started left alone, nothing written, no traceback."""
+    import errno
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for k in range(5):
+        Image.fromarray(structured_image(40, 50, seed=k)).save(src / f"a{k}.png")
+    if command == "decompress":
+        coded = tmp_path / "coded"
+        assert run("compress", src, "-o", coded, "--model", tiny_codec).exit_code == 0
+        src = coded
+
+    def read_only(path, data, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr("aetool.atomic.write_atomic", read_only)
+    r = run(command, src, "-o", tmp_path / "out", "--model", tiny_codec, "--json")
+    summary = json_lines(r.stdout)[-1]["summary"]
+    assert r.exit_code == 1 and "Read-only" in summary["stopped"], r.output
+    assert summary["not_started"] >= 1 and "Traceback" not in r.output
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

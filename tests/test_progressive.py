@@ -853,3 +853,31 @@ def test_shipped_model_psnr_rises_with_every_iteration():
     pixels = photo(96, 96, seed=8)
     values = [psnr(pic.pixels, pixels) for pic in codec.decode_each(unpack(codec.encode_to_target(pixels)[0]))]
     assert all(b > a for a, b in zip(values, values[1:])), values
+
+
+@pytest.mark.parametrize("command", ["truncate", "compress", "decompress"])
+def test_a_read_only_file_system_stops_the_progressive_commands(tiny_progressive, files, tmp_path, monkeypatch,
+                                                                  command):
+    """Writing into a read-only file system (EROFS) stops truncate, progressive compress and its
+    decompress as it stops the other commands (the engine's writer): exit 1, the reason in the JSON
+    summary, the files not yet started left alone, nothing written, no traceback."""
+    import errno
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for k in range(5):
+        if command == "compress":
+            Image.fromarray(structured_image(40, 48, seed=k)).save(src / f"a{k}.png")
+        else:
+            (src / f"a{k}.aei").write_bytes(files["rgb"][0])
+    args = {"truncate": ("--iterations", 2)}.get(command, ("--model", tiny_progressive))
+
+    def read_only(path, data, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr("aetool.atomic.write_atomic", read_only)
+    r = run(command, src, "-o", tmp_path / "out", *args, "--json")
+    summary = json_lines(r.stdout)[-1]["summary"]
+    assert r.exit_code == 1 and "Read-only" in summary["stopped"], r.output
+    assert summary["not_started"] >= 1 and "Traceback" not in r.output
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
