@@ -881,3 +881,46 @@ def test_a_read_only_file_system_stops_the_progressive_commands(tiny_progressive
     assert r.exit_code == 1 and "Read-only" in summary["stopped"], r.output
     assert summary["not_started"] >= 1 and "Traceback" not in r.output
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_tile_out_of_gpu_memory_runs_on_the_cpu(tiny_progressive, monkeypatch):
+    """The tile size is part of the format, so a tile that does not fit in a GPU's memory cannot be
+    halved: it runs on a CPU copy of the model instead. Simulated: the codec's own model (on a
+    device other than "cpu") raises CUDA out-of-memory errors; the file and every decode equal
+    those of a plain CPU run. Out of memory on the CPU itself is not retried."""
+    import torch
+
+    from aetool.models.recurrent import RecurrentCodec
+    from aetool.tasks.progressive import ProgressiveCodec
+
+    pixels = photo(37, 53, seed=13)
+    plain = ProgressiveCodec(str(tiny_progressive))
+    plain.tile = 32
+    want = plain.encode_to_target(pixels)[0]
+    want_each = [p.pixels for p in plain.decode_each(unpack(want))]
+
+    codec = ProgressiveCodec(str(tiny_progressive))
+    codec.tile = 32
+    primary = codec.model
+    codec.device = "cpu:0"  # stands for a GPU: not the CPU fallback's device
+    failed = []
+    for name in ("code", "reconstructions"):
+        real = getattr(RecurrentCodec, name)
+
+        def out_of_memory(self, *args, _real=real, _name=name, **kwargs):
+            if self is primary:
+                failed.append(_name)
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.50 GiB")
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(RecurrentCodec, name, out_of_memory)
+    got = codec.encode_to_target(pixels)[0]
+    assert got == want and "code" in failed
+    e = unpack(got)
+    for k, pic in enumerate(codec.decode_each(e), 1):
+        np.testing.assert_array_equal(pic.pixels, want_each[k - 1])
+        np.testing.assert_array_equal(codec.decode(e, iterations=k)[0].pixels, want_each[k - 1])
+    assert "reconstructions" in failed
+    codec.device = "cpu"
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        codec.encode_to_target(pixels)

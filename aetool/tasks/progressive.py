@@ -134,6 +134,7 @@ class ProgressiveCodec:
         self.card = progressive_card(model)
         verify_model(self.card)
         self._model = None
+        self._cpu_model = None  # a CPU copy for tiles that do not fit in a GPU's memory (see _run_tile)
         self.device = "cpu"
         self.tile = TILE
 
@@ -149,6 +150,28 @@ class ProgressiveCodec:
 
     def _sha_prefix(self) -> bytes:
         return bytes.fromhex(self.card.sha256[:16]) if self.card.sha256 else b"\0" * 8
+
+    def _run_tile(self, run, *tensors):
+        """run(model, *tensors on the model's device) for one tile. The tile size is part of the format,
+        so a tile that does not fit in a GPU's memory cannot be halved as the engine's tiles are: it
+        runs on the CPU instead (slower; the same code up to float rounding, which can flip a bit the
+        encoder writes, never what a decoder reads). Another error, or out of memory on the CPU,
+        fails the file."""
+        import torch
+
+        from ..engine import is_out_of_memory
+
+        model = self.model
+        try:
+            return run(model, *(t.to(self.device) for t in tensors))
+        except Exception as exc:  # noqa: BLE001 - only memory errors are retried
+            if self.device == "cpu" or not is_out_of_memory(exc):
+                raise
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+        if self._cpu_model is None:
+            self._cpu_model = load_model(self.card, "cpu").float().eval()
+        return run(self._cpu_model, *(t.to("cpu") for t in tensors))
 
     def _tiles(self, height: int, width: int):
         """(y0, y1, x0, x1) of each tile of the padded image, in raster order."""
@@ -173,8 +196,8 @@ class ProgressiveCodec:
         reference = np.round(np.clip(pixels, 0, 1) * 255).astype(np.float64)
         with torch.inference_mode():
             for y0, y1, x0, x1 in self._tiles(x.shape[2], x.shape[3]):
-                part = x[:, :, y0:y1, x0:x1].to(self.device).contiguous()
-                bits, images = model.code(part, k_max)
+                bits, images = self._run_tile(lambda m, part: m.code(part.contiguous(), k_max),
+                                              x[:, :, y0:y1, x0:x1])
                 for k, (b, image) in enumerate(zip(bits, images)):
                     codes[k][:, y0 // 16:y1 // 16, x0 // 16:x1 // 16] = (b[0] > 0).cpu().numpy()
                     cy, cx = min(y1, h), min(x1, w)
@@ -259,12 +282,16 @@ class ProgressiveCodec:
         with torch.inference_mode():
             for y0, y1, x0, x1 in self._tiles(ph, pw):
                 bits = [torch.from_numpy(b[None, :, y0 // 16:y1 // 16, x0 // 16:x1 // 16].astype(np.float32) * 2 - 1)
-                        .to(self.device) for b in codes]
+                        for b in codes]
                 if every:
-                    for out, image in zip(outs, model.reconstructions(bits)):
-                        out[y0:y1, x0:x1] = image[0].float().cpu().permute(1, 2, 0).numpy()
+                    def put_each(m, *b, y0=y0, y1=y1, x0=x0, x1=x1):
+                        for out, image in zip(outs, m.reconstructions(list(b))):
+                            out[y0:y1, x0:x1] = image[0].float().cpu().permute(1, 2, 0).numpy()
+
+                    self._run_tile(put_each, *bits)
                 else:
-                    outs[0][y0:y1, x0:x1] = model.reconstruct(bits)[0].float().cpu().permute(1, 2, 0).numpy()
+                    image = self._run_tile(lambda m, *b: m.reconstruct(list(b)).float().cpu(), *bits)
+                    outs[0][y0:y1, x0:x1] = image[0].permute(1, 2, 0).numpy()
         alpha = _alpha_from_png(e.alpha, w, h) if e.has_alpha else None
         pictures = []
         for out in outs:
