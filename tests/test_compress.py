@@ -316,27 +316,42 @@ def test_unreadable_exif_is_kept_as_it_came_not_a_failure(tiny_codec, tmp_path):
         assert r.exit_code == 0, (fmt, r.output)
 
 
-@pytest.mark.parametrize("command", ["compress", "decompress"])
-def test_a_read_only_file_system_stops_compress_and_decompress(tiny_codec, tmp_path, monkeypatch, command):
-    """Writing into a read-only file system (EROFS) stops `aetool compress` and `decompress` as it
-    stops the other commands (the engine's writer): exit 1, the reason in the JSON summary, the
-    files not yet started left alone, nothing written, no traceback."""
+@pytest.mark.parametrize("case", ["compress", "decompress", "compress --codec jpeg", "decompress .jpg",
+                                  "denoise --kind jpeg"])
+def test_a_read_only_file_system_stops_compress_and_decompress(tiny_codec, tmp_path, monkeypatch, case):
+    """Writing into a read-only file system (EROFS) stops `aetool compress` and `decompress` (the
+    learned codec, a standard codec, standard files through the post-filter) and `denoise --kind
+    jpeg` as it stops the other commands (the engine's writer): exit 1, the reason in the JSON
+    summary, the files not yet started left alone, nothing written, no traceback."""
     import errno
+
+    from aetool import codecs
 
     src = tmp_path / "in"
     src.mkdir()
     for k in range(5):
-        Image.fromarray(structured_image(40, 50, seed=k)).save(src / f"a{k}.png")
-    if command == "decompress":
+        pixels = structured_image(40, 50, seed=k)
+        if case in ("decompress .jpg", "denoise --kind jpeg"):
+            (src / f"a{k}.jpg").write_bytes(codecs.encode(pixels, "jpeg", 30))
+        else:
+            Image.fromarray(pixels).save(src / f"a{k}.png")
+    command, *args = case.split()
+    if case == "decompress":
         coded = tmp_path / "coded"
         assert run("compress", src, "-o", coded, "--model", tiny_codec).exit_code == 0
         src = coded
+    if case in ("compress", "decompress"):
+        args = ["--model", tiny_codec]
+    elif case == "compress --codec jpeg":
+        args += ["--quality", "40"]
+    elif case == "decompress .jpg":
+        args = []
 
     def read_only(path, data, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr("aetool.atomic.write_atomic", read_only)
-    r = run(command, src, "-o", tmp_path / "out", "--model", tiny_codec, "--json")
+    r = run(command, src, "-o", tmp_path / "out", *args, "--json")
     summary = json_lines(r.stdout)[-1]["summary"]
     assert r.exit_code == 1 and "Read-only" in summary["stopped"], r.output
     assert summary["not_started"] >= 1 and "Traceback" not in r.output
