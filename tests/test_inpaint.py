@@ -396,3 +396,28 @@ def test_texture_of_a_few_holes_costs_the_holes_not_the_image(tiny_inpainter, mo
     assert all(ch * cw < 0.005 * h * w for ch, cw in crops), crops  # 192 x 192 each
     np.testing.assert_array_equal(both[1000:1030, 1000:1030], alone[1000:1030, 1000:1030])
 
+
+
+@pytest.mark.parametrize("fill", ["smooth", "texture"])
+def test_a_read_only_file_system_stops_inpaint(tmp_path, tiny_inpainter, monkeypatch, fill):
+    """Writing into a read-only file system (EROFS) stops `aetool inpaint` (the network's fill and
+    texture synthesis) as it stops the other commands (the engine's writer): exit 1, the reason in
+    the JSON summary, the files not yet started left alone, nothing written, no traceback."""
+    import errno
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for k in range(5):
+        Image.fromarray(structured_image(seed=k)).save(src / f"a{k}.png")
+    Image.fromarray(box()).save(tmp_path / "mask.png")
+
+    def read_only(path, data, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr("aetool.atomic.write_atomic", read_only)
+    r = run("inpaint", src, "--mask", tmp_path / "mask.png", "-o", tmp_path / "out", "--model", tiny_inpainter,
+            "--fill", fill, "--json")
+    summary = json_lines(r.stdout)[-1]["summary"]
+    assert r.exit_code == 1 and "Read-only" in summary["stopped"], r.output
+    assert summary["not_started"] >= 1 and "Traceback" not in r.output
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
