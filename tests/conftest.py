@@ -23,6 +23,27 @@ def load_benchmark(name: str):
     return sys.modules[module]
 
 
+def assert_read_only_file_system_stops(monkeypatch, run, *args):
+    """Run a command (`run`: the test module's CliRunner helper; args end with "-o", OUT, options and
+    "--json") with every atomic write failing as on a read-only file system (EROFS), and check that it
+    stops as the engine's writer makes every command stop: exit 1, the reason in the JSON summary, the
+    files not yet started left alone, nothing written to OUT, no traceback."""
+    import errno
+    import json
+
+    def read_only(path, data, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr("aetool.atomic.write_atomic", read_only)
+    r = run(*args)
+    lines = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    summary = lines[-1]["summary"]
+    assert r.exit_code == 1 and "Read-only" in summary["stopped"], r.output
+    assert summary["not_started"] >= 1 and "Traceback" not in r.output
+    out = Path(args[list(map(str, args)).index("-o") + 1])
+    assert not out.exists() or not any(out.iterdir())
+
+
 def structured_image(h: int = 96, w: int = 128, channels: int = 3, seed: int = 0) -> np.ndarray:
     """A uint8 test picture with smooth gradients, hard edges, thin strokes and mild texture."""
     rng = np.random.default_rng(seed)

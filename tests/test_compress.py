@@ -13,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from aetool.cli import app
-from conftest import structured_image
+from conftest import assert_read_only_file_system_stops, structured_image
 
 runner = CliRunner()
 
@@ -323,8 +323,6 @@ def test_a_read_only_file_system_stops_compress_and_decompress(tiny_codec, tmp_p
     learned codec, a standard codec, standard files through the post-filter) and `denoise --kind
     jpeg` as it stops the other commands (the engine's writer): exit 1, the reason in the JSON
     summary, the files not yet started left alone, nothing written, no traceback."""
-    import errno
-
     from aetool import codecs
 
     src = tmp_path / "in"
@@ -346,13 +344,4 @@ def test_a_read_only_file_system_stops_compress_and_decompress(tiny_codec, tmp_p
         args += ["--quality", "40"]
     elif case == "decompress .jpg":
         args = []
-
-    def read_only(path, data, **kwargs):
-        raise OSError(errno.EROFS, "Read-only file system")
-
-    monkeypatch.setattr("aetool.atomic.write_atomic", read_only)
-    r = run(command, src, "-o", tmp_path / "out", *args, "--json")
-    summary = json_lines(r.stdout)[-1]["summary"]
-    assert r.exit_code == 1 and "Read-only" in summary["stopped"], r.output
-    assert summary["not_started"] >= 1 and "Traceback" not in r.output
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert_read_only_file_system_stops(monkeypatch, run, command, src, "-o", tmp_path / "out", *args, "--json")

@@ -10,7 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from aetool.cli import app
-from conftest import structured_image
+from conftest import assert_read_only_file_system_stops, structured_image
 
 runner = CliRunner()
 
@@ -403,21 +403,11 @@ def test_a_read_only_file_system_stops_inpaint(tmp_path, tiny_inpainter, monkeyp
     """Writing into a read-only file system (EROFS) stops `aetool inpaint` (the network's fill and
     texture synthesis) as it stops the other commands (the engine's writer): exit 1, the reason in
     the JSON summary, the files not yet started left alone, nothing written, no traceback."""
-    import errno
-
     src = tmp_path / "in"
     src.mkdir()
     for k in range(5):
         Image.fromarray(structured_image(seed=k)).save(src / f"a{k}.png")
     Image.fromarray(box()).save(tmp_path / "mask.png")
 
-    def read_only(path, data, **kwargs):
-        raise OSError(errno.EROFS, "Read-only file system")
-
-    monkeypatch.setattr("aetool.atomic.write_atomic", read_only)
-    r = run("inpaint", src, "--mask", tmp_path / "mask.png", "-o", tmp_path / "out", "--model", tiny_inpainter,
-            "--fill", fill, "--json")
-    summary = json_lines(r.stdout)[-1]["summary"]
-    assert r.exit_code == 1 and "Read-only" in summary["stopped"], r.output
-    assert summary["not_started"] >= 1 and "Traceback" not in r.output
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert_read_only_file_system_stops(monkeypatch, run, "inpaint", src, "--mask", tmp_path / "mask.png", "-o",
+                                       tmp_path / "out", "--model", tiny_inpainter, "--fill", fill, "--json")

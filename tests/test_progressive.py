@@ -28,7 +28,7 @@ from aetool.container import (MAGIC, PROGRESSIVE_HEADER_SIZE, PROGRESSIVE_VERSIO
                               ContainerTooLargeError, EncodedImage, ProgressiveImage, latent_shapes, load, pack,
                               pack_progressive, progressive_ends, progressive_sizes, truncate, unpack)
 from aetool.errors import ImageError
-from conftest import structured_image
+from conftest import assert_read_only_file_system_stops, structured_image
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -861,8 +861,6 @@ def test_a_read_only_file_system_stops_the_progressive_commands(tiny_progressive
     """Writing into a read-only file system (EROFS) stops truncate, progressive compress and its
     decompress as it stops the other commands (the engine's writer): exit 1, the reason in the JSON
     summary, the files not yet started left alone, nothing written, no traceback."""
-    import errno
-
     src = tmp_path / "in"
     src.mkdir()
     for k in range(5):
@@ -871,16 +869,7 @@ def test_a_read_only_file_system_stops_the_progressive_commands(tiny_progressive
         else:
             (src / f"a{k}.aei").write_bytes(files["rgb"][0])
     args = {"truncate": ("--iterations", 2)}.get(command, ("--model", tiny_progressive))
-
-    def read_only(path, data, **kwargs):
-        raise OSError(errno.EROFS, "Read-only file system")
-
-    monkeypatch.setattr("aetool.atomic.write_atomic", read_only)
-    r = run(command, src, "-o", tmp_path / "out", *args, "--json")
-    summary = json_lines(r.stdout)[-1]["summary"]
-    assert r.exit_code == 1 and "Read-only" in summary["stopped"], r.output
-    assert summary["not_started"] >= 1 and "Traceback" not in r.output
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert_read_only_file_system_stops(monkeypatch, run, command, src, "-o", tmp_path / "out", *args, "--json")
 
 
 def test_a_tile_out_of_gpu_memory_runs_on_the_cpu(tiny_progressive, monkeypatch):
