@@ -393,8 +393,8 @@ def test_integral_image_of_channels_and_of_large_arrays():
 
 def test_clipping_tables_of_separate_bounds_match_the_exact_model():
     """The clipping tables add the effects of the bounds 0 and 255, each read from one fixed
-    curve: within 1e-3 of the model of both bounds at once up to sigma 60 (that model itself
-    above), and within 1e-5 of it sampled finely where the bounds are apart (its usual grid
+    curve: within 1.5e-4 of the model of both bounds at once up to sigma 50 and 1e-3 up to 60 (that
+    model itself above), and within 1e-5 of it sampled finely where the bounds are apart (its usual grid
     of 2049 clean values is coarse below sigma 2: 2e-3 off at sigma 0.5)."""
     import inspect
 
@@ -407,7 +407,8 @@ def test_clipping_tables_of_separate_bounds_match_the_exact_model():
         var, clip = noise._clip_tables(sigma)
         want_var, want_clip = noise._clip_tables_exact(sigma)
         if sigma >= 3:
-            assert np.abs(var - want_var).max() < 1e-3 and np.abs(clip - want_clip).max() < 1e-3, sigma
+            tol = 1.5e-4 if sigma <= 50 else 1e-3
+            assert np.abs(var - want_var).max() < tol and np.abs(clip - want_clip).max() < tol, sigma
         if sigma <= 40:
             fine_var, fine_clip = namespace["fine"](sigma)
             assert np.abs(var - fine_var).max() < 1e-5 and np.abs(clip - fine_clip).max() < 1e-5, sigma
