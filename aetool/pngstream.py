@@ -11,7 +11,7 @@ independent of the sample size, so 8 and 16 bits share it. The deflate stream is
 the same zlib format, written by Intel's SIMD deflate) at its level 2: about a quarter of the CPU of
 zlib's fastest level 1 for files at most 3 % larger (benchmarks/png_level.py, bsd200 training photos);
 on a 2-core machine the encoder's CPU is taken from the model that runs beside it (the folder
-pipeline). `level=` writes with zlib instead.
+pipeline). `compressobj=` writes with another zlib-stream compressor (zlib's, for instance).
 """
 from __future__ import annotations
 
@@ -41,14 +41,14 @@ def chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
-def write_png(f: BinaryIO, arr: np.ndarray, *, level: int | None = None, icc: bytes | None = None,
+def write_png(f: BinaryIO, arr: np.ndarray, *, icc: bytes | None = None,
               dpi: tuple[float, float] | None = None, exif: bytes | None = None,
               text: list[tuple[bytes, bytes]] = (), compressobj=None) -> None:
     """Write (H, W, C) uint8 or uint16 pixels (C: 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA) as a PNG to
     the binary file `f`, with an ICC profile, DPI (pHYs, rounded as Pillow writes it), an EXIF
     block (eXIf, without the "Exif" prefix) and text chunks (kind, body) where given.
-    The image data is deflated by ISA-L at DEFLATE_LEVEL, or by zlib at `level` (0-9) when given, or
-    by `compressobj()` (any zlib-stream compressor with `compress` and `flush`) when given."""
+    The image data is deflated by ISA-L at DEFLATE_LEVEL, or by `compressobj()` when given (any
+    zlib-stream compressor with `compress` and `flush`: `lambda: zlib.compressobj(1)`)."""
     if arr.ndim == 2:
         arr = arr[..., None]
     h, w, c = arr.shape
@@ -68,10 +68,7 @@ def write_png(f: BinaryIO, arr: np.ndarray, *, level: int | None = None, icc: by
         f.write(chunk(kind, body))
     row_bytes = w * c * depth // 8
     rows = max(1, _STRIP_BYTES // max(1, row_bytes))
-    if compressobj is not None:
-        compressor = compressobj()
-    else:
-        compressor = zlib.compressobj(level) if level is not None else _deflater()
+    compressor = (compressobj or _deflater)()
     previous = np.zeros((1, row_bytes), np.uint8)  # the row above the first is zeros
     strip = np.empty((rows, row_bytes + 1), np.uint8)
     strip[:, 0] = _UP

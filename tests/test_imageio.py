@@ -258,6 +258,8 @@ def test_xmp_orientation_is_reset_with_the_exif_one(tmp_path):
 @pytest.mark.parametrize("channels,dtype", [(1, np.uint8), (2, np.uint8), (3, np.uint8), (4, np.uint8),
                                             (1, np.uint16), (3, np.uint16), (4, np.uint16)])
 def test_streamed_png_round_trips_every_layout_with_metadata(monkeypatch, channels, dtype, level):
+    import zlib
+
     import png
 
     from aetool import pngstream
@@ -266,7 +268,8 @@ def test_streamed_png_round_trips_every_layout_with_metadata(monkeypatch, channe
     rng = np.random.default_rng(channels)
     arr = rng.integers(0, np.iinfo(dtype).max + 1, (37, 29, channels), dtype=dtype)
     buf = io.BytesIO()
-    pngstream.write_png(buf, arr, level=level, icc=SRGB, dpi=(300.4, 72), exif=b"MM\0*\0\0\0\x08\0\0",
+    compressobj = None if level is None else (lambda: zlib.compressobj(level))
+    pngstream.write_png(buf, arr, compressobj=compressobj, icc=SRGB, dpi=(300.4, 72), exif=b"MM\0*\0\0\0\x08\0\0",
                         text=[(b"tEXt", b"Comment\0kept")])
     w, h, rows, info = png.Reader(bytes=buf.getvalue()).asDirect()
     got = np.vstack([np.asarray(r, dtype) for r in rows]).reshape(h, w, channels)
