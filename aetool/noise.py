@@ -442,8 +442,9 @@ def _estimate(cands, d, c, ring, q, clipped, rng) -> float:
     level = None
     i_mu, i_ring = _table_index(mu), _table_index(mu_ring)
     before = math.nan  # the iterate before sigma
+    tables = None  # the clipping tables at sigma, when the last step's check made them already
     for it in range(1, _ITERS + 1):
-        var_t, clip_t = _clip_tables(sigma)
+        var_t, clip_t = tables if tables is not None else _clip_tables(sigma)
         v_patch = var_t[i_mu]  # (C, N): expected share of the noise variance left by clipping
         # Usable patches, judged by their ring (independent of the patch's own noise):
         # little clipping expected, and a count of clipped values in the ring that agrees
@@ -478,7 +479,8 @@ def _estimate(cands, d, c, ring, q, clipped, rng) -> float:
         # (training crops of 64-256 px, colour and grey, sigma 5-50): 17-25 % fewer measurements,
         # estimates moved by 0.1 % on average (at most 4.6 %), mean error the same within 0.04
         # points (slightly lower up to 128 px).
-        v_next = np.maximum(_clip_tables(new)[0][i_mu[:, chosen]], 1e-3)
+        tables = _clip_tables(new)  # (the next step's, if there is one)
+        v_next = np.maximum(tables[0][i_mu[:, chosen]], 1e-3)
         if abs(float(np.mean(np.maximum(v_patch[:, chosen], 1e-3) / v_next)) - 1) <= 2 * _RESCALE_TOL:
             return new
         if abs(new - before) <= 1e-3 * new:
@@ -597,9 +599,10 @@ def _one_bound_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return z + m1, np.clip(m2 - m1 * m1, 0.0, 1.0), cdf
 
 
-def _clip_tables_exact(sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    """`_clip_tables` from the moments of the normal clipped at both bounds at once."""
-    c = np.linspace(-5 * sigma, 255 + 5 * sigma, 2049)  # underlying clean value
+def _clip_tables_exact(sigma: float, points: int = 2049) -> tuple[np.ndarray, np.ndarray]:
+    """`_clip_tables` from the moments of the normal clipped at both bounds at once, computed at
+    `points` clean values."""
+    c = np.linspace(-5 * sigma, 255 + 5 * sigma, points)  # underlying clean value
     ab = np.empty((2, len(c)))  # a and b: the clipping bounds 0 and 255, standardised
     np.subtract(0.0, c, out=ab[0])
     np.subtract(255.0, c, out=ab[1])

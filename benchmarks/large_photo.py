@@ -69,12 +69,12 @@ CROP = 1024  # side of the seam check's crop (untiled: at most the tile plus its
 SECTION = "large-photo"
 
 
-
 def _png_writer(run: dict) -> str:
     """How the compress rows' decoders wrote PNG: recorded since the writer changed (older rows: a level)."""
     if "png_writer" in run:
         return run["png_writer"]
     return f"Pillow, compress level {run.get('png_level', 6)}"
+
 
 # ================================================================= running one command
 # Peak memory of one command: ru_maxrss of its process, from wait4. Linux carries a process's peak

@@ -25,6 +25,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 from PIL import Image
@@ -55,22 +56,6 @@ def noisy_crops(photos: list[Path], size: int, crops: int, seed: int, grey: bool
                 clean = np.asarray(Image.fromarray(clean).convert("L"))
             out.append((sigma, add_gaussian_noise(clean, sigma, np.random.default_rng(seed + len(out)))))
     return out
-
-
-def with_constants(noise, **values):
-    """A context that sets module constants of aetool.noise and restores them."""
-
-    class Ctx:
-        def __enter__(self):
-            self.old = {k: getattr(noise, k) for k in values}
-            for k, v in values.items():
-                setattr(noise, k, v)
-
-        def __exit__(self, *exc):
-            for k, v in self.old.items():
-                setattr(noise, k, v)
-
-    return Ctx()
 
 
 def main(argv=None) -> int:
@@ -107,7 +92,7 @@ def main(argv=None) -> int:
         sigma = np.array([s for s, _ in cases])
         err = {}
         for side in (7, 5):
-            with with_constants(noise, _PATCH_SMALL_COLOUR=side, _SMALL_COLOUR_PIXELS=math.inf):
+            with mock.patch.multiple(noise, _PATCH_SMALL_COLOUR=side, _SMALL_COLOUR_PIXELS=math.inf):
                 err[side] = np.abs(np.array([noise.estimate_noise(im) for _, im in cases]) / sigma - 1)
         diff = err[5] - err[7]
         se = diff.std(ddof=1) / math.sqrt(len(diff))
@@ -116,7 +101,7 @@ def main(argv=None) -> int:
                            f"{100 * np.quantile(err[7], 0.9):.1f}", f"{100 * np.quantile(err[5], 0.9):.1f}"])
         res = {}
         for name, tol in (("on", noise._RESCALE_TOL), ("off", 0.0)):
-            with with_constants(noise, _RESCALE_TOL=tol):
+            with mock.patch.multiple(noise, _RESCALE_TOL=tol):
                 calls[0] = 0
                 res[name] = (np.array([noise.estimate_noise(im) for _, im in cases + grey_cases]), calls[0])
         both = np.concatenate([sigma, sigma])
